@@ -1,0 +1,184 @@
+//! Builds the application: shared state, the router (from the registry) with its middleware,
+//! and the listener; runs it until a shutdown signal, then drains requests and closes the pool.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::access::TenantId;
+use crate::config::Settings;
+use crate::error::FhirError;
+use crate::fhir::registry::Registry;
+use crate::rest;
+use crate::store::{self, DynStore};
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub registry: &'static Registry,
+    pub settings: Arc<Settings>,
+    /// Public base of the FHIR API, without a trailing slash (e.g. `http://host:8080/fhir`).
+    pub base_url: Arc<str>,
+    pub default_tenant: TenantId,
+    pub capability_statement: bytes::Bytes,
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("storage: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl Application {
+    /// Opens the store (applying migrations), binds the listener and builds the router.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let listener =
+            TcpListener::bind(&settings.listen).await.map_err(|e| StartupError::Listen(settings.listen.clone(), e))?;
+        let local = listener.local_addr().map_err(|e| StartupError::Listen(settings.listen.clone(), e))?;
+        let base_url: Arc<str> = match &settings.base_url {
+            Some(base) => base.trim_end_matches('/').into(),
+            None => format!("http://{local}/fhir").into(),
+        };
+        let store = store::connect(&settings.database_url, settings.db_pool_size).await?;
+        let default_tenant = TenantId::parse(&settings.default_tenant).map_err(StartupError::Config)?;
+        store.ensure_tenant(&default_tenant, "Default clinic").await?;
+        let registry = Registry::global();
+        let state = AppState {
+            store,
+            registry,
+            capability_statement: rest::capabilities::build(registry, &base_url).into(),
+            settings: Arc::new(settings),
+            base_url,
+            default_tenant,
+        };
+        let router = router(state.clone());
+        Ok(Application { listener, router, state })
+    }
+
+    /// Replaces the router, e.g. with [`router_with`] extra routes.
+    pub fn with_router(mut self, build: impl FnOnce(AppState) -> Router) -> Application {
+        self.router = build(self.state.clone());
+        self
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let local = self.listener.local_addr()?;
+        tracing::info!(address = %local, base_url = %self.state.base_url, backend = self.state.store.backend_name(), "Kiln is listening");
+        let result = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        self.state.store.close().await;
+        tracing::info!("Kiln stopped");
+        result
+    }
+}
+
+/// The routes of the FHIR API, the liveness and readiness probes, and the middleware.
+pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The router with `extra` routes mounted under `/fhir` behind the same middleware (tests use
+/// it to prove that a panicking handler is answered with an OperationOutcome).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    use rest::{create, delete, history, read, update, vread};
+    let fhir = extra
+        .route("/metadata", get(rest::capabilities::capabilities))
+        .route("/_history", get(history::system_history))
+        .route("/{type}", get(rest::search::search_type).post(create::create))
+        .route("/{type}/_history", get(history::type_history))
+        .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete))
+        .route("/{type}/{id}/_history", get(history::instance_history))
+        .route("/{type}/{id}/_history/{version}", get(vread::vread))
+        .fallback(not_found)
+        .layer(middleware::from_fn(rest::format::negotiate));
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .nest("/fhir", fhir)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::disable())
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(CatchPanicLayer::custom(|_| FhirError::Internal("a handler panicked".into()).into_response()))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> FhirError {
+    FhirError::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+/// Liveness: the process answers.
+async fn health() -> Response {
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response()
+}
+
+/// Readiness: the database answers.
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "database unreachable"})))
+                .into_response()
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

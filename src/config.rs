@@ -1,0 +1,72 @@
+//! Layered configuration: built-in defaults, then an optional TOML file, then `KILN_*`
+//! environment variables. Every key is documented in `docs/configuration.md`.
+
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `sqlite://data/kiln.db` (default) or `postgres://user:pass@host/db`.
+    pub database_url: String,
+    /// host:port to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Public base URL of the FHIR API (links, `Location`); derived from `listen` when unset.
+    pub base_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The tenant (clinic) requests act in until authentication assigns one.
+    pub default_tenant: String,
+    /// Database connections (readers for SQLite; the whole pool for PostgreSQL).
+    pub db_pool_size: u32,
+    /// Largest `_count` a history or search page may ask for.
+    pub max_page_size: u32,
+    /// Page size when `_count` is absent.
+    pub default_page_size: u32,
+    /// Seconds a request may take before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// Log filter, e.g. `info` or `kiln=debug,tower_http=info`.
+    pub log: String,
+}
+
+impl Settings {
+    /// Defaults, then `file` (or `KILN_CONFIG`), then the `KILN_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, config::ConfigError> {
+        let mut builder = config::Config::builder()
+            .set_default("database_url", "sqlite://data/kiln.db")?
+            .set_default("listen", "127.0.0.1:8080")?
+            .set_default("max_body_bytes", 16 * 1024 * 1024)?
+            .set_default("default_tenant", "default")?
+            .set_default("db_pool_size", 8)?
+            .set_default("max_page_size", 1000)?
+            .set_default("default_page_size", 50)?
+            .set_default("request_timeout_secs", 60)?
+            .set_default("log", "info")?;
+        let env_file = std::env::var_os("KILN_CONFIG");
+        if let Some(path) = file.map(Path::to_path_buf).or(env_file.map(Into::into)) {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+        }
+        builder = builder.add_source(config::Environment::with_prefix("KILN").try_parsing(true).ignore_empty(true));
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), config::ConfigError> {
+        let fail = |m: String| Err(config::ConfigError::Message(m));
+        if crate::access::TenantId::parse(&self.default_tenant).is_err() {
+            return fail(format!("default_tenant '{}' is not a valid id", self.default_tenant));
+        }
+        if self.max_body_bytes < 1024 {
+            return fail("max_body_bytes must be at least 1024".into());
+        }
+        if self.default_page_size == 0 || self.default_page_size > self.max_page_size {
+            return fail("default_page_size must be between 1 and max_page_size".into());
+        }
+        if let Some(base) = &self.base_url
+            && !(base.starts_with("http://") || base.starts_with("https://"))
+        {
+            return fail(format!("base_url '{base}' must be an http(s) URL"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! Resource JSON kept losslessly (FHIR R4 json.html): members are held as the client's raw JSON
+//! text, so decimals such as `1.50` and member order survive a write and a read unchanged.
+
+use indexmap::IndexMap;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::fmt;
+
+use crate::error::{FhirError, Issue, IssueType};
+
+/// A resource as received: `resourceType`, the client's `id` and `meta`, and every other member
+/// as raw JSON text in its original order.
+#[derive(Debug, Clone)]
+pub struct ResourceBody {
+    pub resource_type: String,
+    pub id: Option<String>,
+    meta: Option<Map<String, Value>>,
+    members: Vec<(String, Box<RawValue>)>,
+}
+
+/// Parses a request body into the typed tree used for validation and the lossless body that is
+/// stored. Syntax errors and duplicate member names are refused here.
+pub fn parse_resource(bytes: &[u8]) -> Result<(ResourceBody, Value), FhirError> {
+    let value = parse_strict(bytes)?;
+    let Value::Object(object) = &value else {
+        return Err(FhirError::bad_request(IssueType::Structure, "the body must be a JSON object (a FHIR resource)"));
+    };
+    let resource_type = match object.get("resourceType") {
+        Some(Value::String(t)) => t.clone(),
+        Some(_) => {
+            return Err(FhirError::BadRequest(vec![
+                Issue::error(IssueType::Structure, "resourceType must be a string").at("resourceType"),
+            ]));
+        }
+        None => {
+            return Err(FhirError::BadRequest(vec![
+                Issue::error(IssueType::Required, "the resource has no resourceType").at("resourceType"),
+            ]));
+        }
+    };
+    let raw: IndexMap<String, Box<RawValue>> = serde_json::from_slice(bytes).map_err(|e| syntax_error(&e))?;
+    let id = match object.get("id") {
+        Some(Value::String(id)) => Some(id.clone()),
+        _ => None,
+    };
+    let meta = match object.get("meta") {
+        Some(Value::Object(meta)) => Some(meta.clone()),
+        _ => None,
+    };
+    let members = raw.into_iter().filter(|(k, _)| !matches!(k.as_str(), "resourceType" | "id" | "meta")).collect();
+    Ok((ResourceBody { resource_type, id, meta, members }, value))
+}
+
+impl ResourceBody {
+    /// Builds a body from stored JSON (already validated), e.g. to re-render a subset.
+    pub fn from_stored(bytes: &[u8]) -> Result<(ResourceBody, Value), FhirError> {
+        parse_resource(bytes).map_err(|_| FhirError::internal("stored resource is not valid JSON"))
+    }
+
+    pub fn meta(&self) -> Option<&Map<String, Value>> {
+        self.meta.as_ref()
+    }
+
+    pub fn set_meta(&mut self, meta: Option<Map<String, Value>>) {
+        self.meta = meta;
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+        self.members.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+
+    /// Keeps only the members for which `keep` answers true.
+    pub fn retain_members(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.members.retain(|(k, _)| keep(k));
+    }
+
+    /// The stored form: `resourceType`, then the server's `id` and `meta` (with `versionId` and
+    /// `lastUpdated`), then the client's members byte for byte.
+    pub fn render(&self, id: &str, version: i64, last_updated: &str) -> Vec<u8> {
+        let mut meta = Map::new();
+        meta.insert("versionId".into(), Value::String(version.to_string()));
+        meta.insert("lastUpdated".into(), Value::String(last_updated.to_string()));
+        if let Some(client_meta) = &self.meta {
+            for (k, v) in client_meta {
+                if k != "versionId" && k != "lastUpdated" {
+                    meta.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        self.render_with_meta(Some(id), &meta)
+    }
+
+    /// Renders with the given `meta` as is (used when re-rendering a stored resource).
+    pub fn render_with_meta(&self, id: Option<&str>, meta: &Map<String, Value>) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(256 + self.members.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
+        out.extend_from_slice(b"{\"resourceType\":");
+        serde_json::to_writer(&mut out, &self.resource_type).expect("string serialises");
+        if let Some(id) = id {
+            out.extend_from_slice(b",\"id\":");
+            serde_json::to_writer(&mut out, id).expect("string serialises");
+        }
+        if !meta.is_empty() {
+            out.extend_from_slice(b",\"meta\":");
+            serde_json::to_writer(&mut out, meta).expect("meta serialises");
+        }
+        for (key, value) in &self.members {
+            out.push(b',');
+            serde_json::to_writer(&mut out, key).expect("string serialises");
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+fn syntax_error(err: &serde_json::Error) -> FhirError {
+    FhirError::bad_request(
+        IssueType::Structure,
+        format!("the body is not valid JSON: {err} (line {}, column {})", err.line(), err.column()),
+    )
+}
+
+/// Parses JSON into a `Value`, refusing duplicate member names anywhere (a plain parse would keep
+/// the last one silently and so lose data).
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, FhirError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue.deserialize(&mut deserializer).map_err(|e| syntax_error(&e))?;
+    deserializer.end().map_err(|e| syntax_error(&e))?;
+    Ok(value)
+}
+
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate member \"{key}\"")));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_and_order_survive_rendering() {
+        let input = br#"{"resourceType":"Observation","id":"client","status":"final","valueQuantity":{"value":1.50,"unit":"mg"},"code":{"text":"x"}}"#;
+        let (body, _) = parse_resource(input).unwrap();
+        let out = String::from_utf8(body.render("abc", 2, "2024-01-01T00:00:00.000000Z")).unwrap();
+        assert_eq!(
+            out,
+            r#"{"resourceType":"Observation","id":"abc","meta":{"versionId":"2","lastUpdated":"2024-01-01T00:00:00.000000Z"},"status":"final","valueQuantity":{"value":1.50,"unit":"mg"},"code":{"text":"x"}}"#
+        );
+    }
+
+    #[test]
+    fn client_meta_is_kept_but_version_replaced() {
+        let input = br#"{"resourceType":"Patient","meta":{"versionId":"9","tag":[{"code":"t"}]}}"#;
+        let (body, _) = parse_resource(input).unwrap();
+        let out: Value = serde_json::from_slice(&body.render("p", 1, "x")).unwrap();
+        assert_eq!(out["meta"]["versionId"], "1");
+        assert_eq!(out["meta"]["tag"][0]["code"], "t");
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        let err = parse_resource(br#"{"resourceType":"Patient","gender":"male","gender":"female"}"#).unwrap_err();
+        let issues = err.issues();
+        assert!(issues[0].diagnostics.contains("duplicate member \"gender\""), "{issues:?}");
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let err = parse_resource(b"{\"resourceType\":\"Patient\",\n \"x\": }").unwrap_err();
+        assert!(matches!(err, FhirError::BadRequest(_)));
+        assert!(err.issues()[0].diagnostics.contains("line 2"));
+    }
+
+    #[test]
+    fn non_objects_and_missing_type_are_refused() {
+        assert!(parse_resource(b"[1,2]").is_err());
+        assert!(parse_resource(br#"{"id":"x"}"#).is_err());
+        assert!(parse_resource(br#"{"resourceType":5}"#).is_err());
+    }
+}

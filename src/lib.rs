@@ -1,0 +1,11 @@
+//! Kiln: a FHIR R4 interoperability server. The binary (`src/main.rs`) is a thin CLI over this
+//! library; the integration tests start the same [`app::Application`] on port 0.
+
+pub mod access;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod fhir;
+pub mod rest;
+pub mod store;
+pub mod telemetry;

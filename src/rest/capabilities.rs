@@ -1,0 +1,80 @@
+//! capabilities: `GET [base]/metadata` (FHIR R4 http.html#capabilities). The CapabilityStatement
+//! is built once at start from the same registry that drives routing and validation, so what it
+//! claims and what the server does cannot drift apart.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::QueryParams;
+use crate::app::AppState;
+use crate::error::{FhirError, IssueType};
+use crate::fhir::registry::Registry;
+use crate::fhir::{FHIR_JSON, FHIR_VERSION};
+
+/// Interactions every supported type offers (FHIR R4 `type-restful-interaction`).
+pub const TYPE_INTERACTIONS: &[&str] =
+    &["read", "vread", "update", "delete", "history-instance", "history-type", "create"];
+/// System-level interactions.
+pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+
+pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
+    let resources: Vec<Value> = registry
+        .resources()
+        .map(|t| {
+            json!({
+                "type": t.name,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{}", t.name),
+                "interaction": TYPE_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+                "versioning": "versioned",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+            })
+        })
+        .collect();
+    let statement = json!({
+        "resourceType": "CapabilityStatement",
+        "id": "kiln",
+        "url": format!("{base_url}/metadata"),
+        "name": "Kiln",
+        "title": "Kiln FHIR R4 server",
+        "status": "active",
+        "experimental": false,
+        "date": env!("KILN_BUILD_DATE"),
+        "publisher": "Kiln",
+        "kind": "instance",
+        "software": {"name": "Kiln", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Kiln FHIR R4 server", "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": [],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Every version of every resource is kept; delete of an unknown id answers 404, of a deleted one 204.",
+            "resource": resources,
+            "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+        }],
+    });
+    serde_json::to_vec(&statement).expect("CapabilityStatement serialises")
+}
+
+pub async fn capabilities(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, FhirError> {
+    let params = QueryParams::parse(query.as_deref());
+    params.only(&["mode"])?;
+    if let Some(mode) = params.get("mode")
+        && !matches!(mode, "full" | "normative")
+    {
+        return Err(FhirError::bad_request(
+            IssueType::NotSupported,
+            format!("metadata mode '{mode}' is not supported"),
+        ));
+    }
+    let mut response = (StatusCode::OK, state.capability_statement.clone()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    Ok(response)
+}

@@ -1,0 +1,323 @@
+//! The storage trait every backend implements, the versioning rules shared by all of them, and
+//! the connection of a backend from a database URL. Every version of every resource is kept
+//! (FHIR R4 http.html#versioning); every query is confined to one tenant.
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use crate::access::TenantId;
+use crate::error::FhirError;
+use crate::fhir::instant::Micros;
+use crate::fhir::json::ResourceBody;
+
+/// How a version came to be, as history reports it in `Bundle.entry.request.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMethod {
+    Create,
+    Update,
+    Delete,
+}
+
+impl WriteMethod {
+    pub fn http_method(self) -> &'static str {
+        match self {
+            WriteMethod::Create => "POST",
+            WriteMethod::Update => "PUT",
+            WriteMethod::Delete => "DELETE",
+        }
+    }
+
+    pub(crate) fn from_db(method: &str) -> WriteMethod {
+        match method {
+            "POST" => WriteMethod::Create,
+            "DELETE" => WriteMethod::Delete,
+            _ => WriteMethod::Update,
+        }
+    }
+}
+
+/// One stored version of a resource. `json` is absent for a deletion.
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated: Micros,
+    pub deleted: bool,
+    pub method: WriteMethod,
+    pub json: Option<Vec<u8>>,
+    /// Position in the tenant's change log (for history paging).
+    pub seq: i64,
+}
+
+/// A change to one resource.
+pub enum Change<'a> {
+    /// A new resource with a server-assigned id.
+    Create(&'a ResourceBody),
+    /// A new version (or the first, as update-as-create), optionally only if the current version
+    /// is `if_match`.
+    Update { body: &'a ResourceBody, if_match: Option<i64> },
+    /// A deletion version.
+    Delete,
+}
+
+pub struct WriteRequest<'a> {
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub change: Change<'a>,
+    /// Business rules the store enforces atomically with the write.
+    pub guards: WriteGuards,
+}
+
+impl<'a> WriteRequest<'a> {
+    pub fn new(resource_type: &'a str, id: &'a str, change: Change<'a>) -> Self {
+        WriteRequest { resource_type, id, change, guards: WriteGuards::default() }
+    }
+}
+
+/// Facts derived from the new version that must hold across the tenant's data. The store
+/// replaces the resource's previous claims with these inside the write transaction, so the rules
+/// hold under concurrent writers and on every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteGuards {
+    /// `(kind, key)` pairs no other resource of the tenant may hold (e.g. `("mrn", "MRN-2024-00001")`).
+    pub unique_keys: Vec<(String, String)>,
+    /// Intervals that must not overlap another resource's interval under the same key
+    /// (e.g. a practitioner's booked appointments).
+    pub busy: Vec<BusyInterval>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusyInterval {
+    pub key: String,
+    pub start: Micros,
+    pub end: Micros,
+    /// What to say when the interval is taken, e.g. "Practitioner/12 is already booked".
+    pub description: String,
+}
+
+/// The result of a write: the new version, and whether no live resource existed before it.
+#[derive(Debug)]
+pub struct WriteOutcome {
+    pub record: VersionRecord,
+    pub created: bool,
+    /// The delete found the resource already deleted and wrote nothing.
+    pub unchanged: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a resource with this id already exists")]
+    AlreadyExists,
+    #[error("resource not found")]
+    NotFound,
+    #[error("version conflict: the current version is {current:?}")]
+    VersionConflict { current: Option<i64> },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// A unique business key is already held by another resource.
+    #[error("{kind} '{key}' is already used by {owner}")]
+    KeyTaken { kind: String, key: String, owner: String },
+    /// An interval overlaps one held by another resource.
+    #[error("{description}: the time overlaps {owner}")]
+    Overlap { description: String, owner: String },
+}
+
+impl From<StoreError> for FhirError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::AlreadyExists => FhirError::Conflict(err.to_string()),
+            StoreError::NotFound => FhirError::NotFound("resource not found".into()),
+            StoreError::VersionConflict { current: Some(v) } => FhirError::PreconditionFailed(format!(
+                "the resource's current version is {v}; the If-Match version does not match"
+            )),
+            StoreError::VersionConflict { current: None } => {
+                FhirError::PreconditionFailed("the resource does not exist, so If-Match cannot match".into())
+            }
+            StoreError::Database(e) => e.into(),
+            StoreError::Migration(e) => FhirError::Internal(e),
+            StoreError::KeyTaken { .. } | StoreError::Overlap { .. } => FhirError::Conflict(err.to_string()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which versions a history request covers (FHIR R4 http.html#history).
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryScope<'a> {
+    System,
+    Type(&'a str),
+    Instance(&'a str, &'a str),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    /// Only versions written at or after this instant.
+    pub since: Option<Micros>,
+    /// Only versions that were current at this instant.
+    pub at: Option<Micros>,
+    /// Keyset cursor: only entries older than this position.
+    pub before_seq: Option<i64>,
+    pub count: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend_name(&self) -> &'static str;
+    /// The current version (possibly a deletion), or nothing if the resource never existed.
+    async fn read_current(
+        &self,
+        tenant: &TenantId,
+        resource_type: &str,
+        id: &str,
+    ) -> StoreResult<Option<VersionRecord>>;
+    async fn read_version(
+        &self,
+        tenant: &TenantId,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> StoreResult<Option<VersionRecord>>;
+    /// Applies one change atomically: no two writers can both pass the same `If-Match`.
+    async fn write(&self, tenant: &TenantId, request: WriteRequest<'_>) -> StoreResult<WriteOutcome>;
+    /// Versions newest first.
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        scope: HistoryScope<'_>,
+        filter: &HistoryFilter,
+    ) -> StoreResult<Vec<VersionRecord>>;
+    /// The next value of a per-tenant counter, starting at 1 (numbers may be skipped, never reused).
+    async fn next_sequence(&self, tenant: &TenantId, name: &str) -> StoreResult<i64>;
+    /// Makes sure the tenant row exists.
+    async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
+    /// Answers whether the database can be reached.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes every connection, waiting for those in use.
+    async fn close(&self);
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// The row of a resource's current version, as found before a write.
+#[derive(Debug, Clone, Copy)]
+pub struct CurrentRow {
+    pub version: i64,
+    pub deleted: bool,
+    pub last_updated: Micros,
+}
+
+/// What a write will do, decided from the current row alone, the same on every backend.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WritePlan {
+    pub version: i64,
+    pub last_updated: Micros,
+    pub deleted: bool,
+    pub method: WriteMethod,
+    /// No row exists yet: insert rather than update.
+    pub insert: bool,
+    /// Nothing to write (deleting a deleted resource).
+    pub unchanged: bool,
+}
+
+pub fn plan_write(current: Option<CurrentRow>, change: &Change<'_>, now: Micros) -> StoreResult<WritePlan> {
+    let version = current.map_or(1, |c| c.version + 1);
+    // Versions of one resource never go back in time, even if clocks of two nodes disagree.
+    let last_updated = current.map_or(now, |c| now.max(c.last_updated + 1));
+    let live = current.filter(|c| !c.deleted);
+    let plan = |method, deleted| WritePlan {
+        version,
+        last_updated,
+        deleted,
+        method,
+        insert: current.is_none(),
+        unchanged: false,
+    };
+    match change {
+        Change::Create(_) if current.is_some() => Err(StoreError::AlreadyExists),
+        Change::Create(_) => Ok(plan(WriteMethod::Create, false)),
+        Change::Update { if_match: Some(expected), .. } => match live {
+            Some(c) if c.version == *expected => Ok(plan(WriteMethod::Update, false)),
+            other => Err(StoreError::VersionConflict { current: other.map(|c| c.version) }),
+        },
+        Change::Update { if_match: None, .. } => Ok(plan(WriteMethod::Update, false)),
+        Change::Delete => match current {
+            None => Err(StoreError::NotFound),
+            Some(c) if c.deleted => Ok(WritePlan {
+                version: c.version,
+                last_updated: c.last_updated,
+                deleted: true,
+                method: WriteMethod::Delete,
+                insert: false,
+                unchanged: true,
+            }),
+            Some(_) => Ok(plan(WriteMethod::Delete, true)),
+        },
+    }
+}
+
+/// Opens the backend named by the URL (`sqlite:` or `postgres:`), applying migrations.
+pub async fn connect(database_url: &str, pool_size: u32) -> StoreResult<DynStore> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::connect(database_url, pool_size).await?))
+    } else if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::connect(database_url, pool_size).await?))
+    } else {
+        Err(StoreError::Migration(format!(
+            "unsupported database URL '{}': use sqlite://path or postgres://…",
+            database_url.split('@').next_back().unwrap_or("")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body() -> ResourceBody {
+        crate::fhir::json::parse_resource(br#"{"resourceType":"Patient"}"#).unwrap().0
+    }
+
+    #[test]
+    fn update_as_create_starts_at_version_one() {
+        let b = body();
+        let plan = plan_write(None, &Change::Update { body: &b, if_match: None }, 10).unwrap();
+        assert_eq!((plan.version, plan.insert, plan.method), (1, true, WriteMethod::Update));
+    }
+
+    #[test]
+    fn if_match_must_equal_the_live_version() {
+        let b = body();
+        let current = Some(CurrentRow { version: 3, deleted: false, last_updated: 5 });
+        assert!(plan_write(current, &Change::Update { body: &b, if_match: Some(3) }, 10).is_ok());
+        assert!(matches!(
+            plan_write(current, &Change::Update { body: &b, if_match: Some(2) }, 10),
+            Err(StoreError::VersionConflict { current: Some(3) })
+        ));
+        let deleted = Some(CurrentRow { version: 3, deleted: true, last_updated: 5 });
+        assert!(plan_write(deleted, &Change::Update { body: &b, if_match: Some(3) }, 10).is_err());
+    }
+
+    #[test]
+    fn time_never_goes_backwards() {
+        let b = body();
+        let current = Some(CurrentRow { version: 1, deleted: false, last_updated: 100 });
+        let plan = plan_write(current, &Change::Update { body: &b, if_match: None }, 50).unwrap();
+        assert_eq!(plan.last_updated, 101);
+    }
+
+    #[test]
+    fn deleting_twice_writes_nothing() {
+        let deleted = Some(CurrentRow { version: 2, deleted: true, last_updated: 5 });
+        assert!(plan_write(deleted, &Change::Delete, 10).unwrap().unchanged);
+        assert!(matches!(plan_write(None, &Change::Delete, 10), Err(StoreError::NotFound)));
+    }
+}

@@ -1,0 +1,42 @@
+//! The PostgreSQL backend (production): one pool; writers lock the current row with
+//! `FOR UPDATE`, and a unique key settles concurrent creates of the same id.
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Postgres, SqlSafeStr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::sql::{SqlBackend, SqlStore};
+use super::{StoreError, StoreResult};
+
+impl SqlBackend for Postgres {
+    const SELECT_CURRENT_FOR_WRITE: &'static str =
+        "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE";
+    const BACKEND_NAME: &'static str = "postgres";
+    const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
+}
+
+pub type PostgresStore = SqlStore<Postgres>;
+
+/// The PostgreSQL migrations, compiled in (`migrations/postgres/`).
+pub fn migrator() -> Migrator {
+    let migration = |version, description: &'static str, sql: &'static str| {
+        Migration::new(version, description.into(), MigrationType::Simple, AssertSqlSafe(sql).into_sql_str(), false)
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "resources", include_str!("../../migrations/postgres/0001_resources.sql")),
+        migration(2, "write guards", include_str!("../../migrations/postgres/0002_write_guards.sql")),
+    ])
+}
+
+pub async fn connect(url: &str, pool_size: u32) -> StoreResult<PostgresStore> {
+    let options = PgConnectOptions::from_str(url)?.application_name("kiln");
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size.max(2))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?;
+    migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(SqlStore { reads: pool.clone(), writes: pool })
+}

@@ -1,0 +1,400 @@
+//! The one SQL implementation of [`Store`], generic over the sqlx backend: SQLite and PostgreSQL
+//! run the same statements and differ only in how a writer locks the current row.
+
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use super::{
+    Change, CurrentRow, HistoryFilter, HistoryScope, Store, StoreError, StoreResult, VersionRecord, WriteMethod,
+    WriteOutcome, WriteRequest, plan_write,
+};
+use crate::access::TenantId;
+use crate::fhir::instant::{fhir_instant, now_micros};
+
+/// What differs between the SQL backends.
+pub trait SqlBackend: Database {
+    /// The statement that reads the current row before a write, locking it where the database
+    /// has row locks (PostgreSQL `FOR UPDATE`); SQLite serialises writers on one connection.
+    const SELECT_CURRENT_FOR_WRITE: &'static str;
+    const BACKEND_NAME: &'static str;
+    /// Takes a transaction-scoped lock on a text key, where concurrent writers need one.
+    const LOCK_KEY: Option<&'static str>;
+}
+
+/// Reads go to `reads`; writes to `writes` (for SQLite a single connection, the one writer).
+pub struct SqlStore<DB: Database> {
+    pub(super) reads: Pool<DB>,
+    pub(super) writes: Pool<DB>,
+}
+
+const SELECT_CURRENT: &str =
+    "SELECT type, id, version, last_updated, deleted, json FROM resources WHERE tenant = $1 AND type = $2 AND id = $3";
+const SELECT_VERSION: &str = "SELECT type, id, version, last_updated, deleted, json, method, seq FROM resource_versions \
+     WHERE tenant = $1 AND type = $2 AND id = $3 AND version = $4";
+const INSERT_CURRENT: &str = "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING version";
+const UPDATE_CURRENT: &str = "UPDATE resources SET version = $4, last_updated = $5, deleted = $6, json = $7 \
+     WHERE tenant = $1 AND type = $2 AND id = $3";
+const INSERT_VERSION: &str = "INSERT INTO resource_versions (tenant, type, id, version, last_updated, deleted, method, json) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+
+/// How often a write retries after losing an insert race to a concurrent create of the same id.
+const INSERT_RACE_RETRIES: usize = 3;
+
+#[async_trait]
+impl<DB> Store for SqlStore<DB>
+where
+    DB: SqlBackend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'e> i64: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> bool: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> String: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> Option<Vec<u8>>: Encode<'e, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    fn backend_name(&self) -> &'static str {
+        DB::BACKEND_NAME
+    }
+
+    async fn read_current(
+        &self,
+        tenant: &TenantId,
+        resource_type: &str,
+        id: &str,
+    ) -> StoreResult<Option<VersionRecord>> {
+        let row = sqlx::query::<DB>(SELECT_CURRENT)
+            .bind(tenant.to_string())
+            .bind(resource_type.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.reads)
+            .await?;
+        row.map(|row| {
+            let deleted: bool = row.try_get(4)?;
+            Ok(VersionRecord {
+                resource_type: row.try_get(0)?,
+                id: row.try_get(1)?,
+                version: row.try_get(2)?,
+                last_updated: row.try_get(3)?,
+                deleted,
+                method: if deleted { WriteMethod::Delete } else { WriteMethod::Update },
+                json: row.try_get(5)?,
+                seq: 0,
+            })
+        })
+        .transpose()
+    }
+
+    async fn read_version(
+        &self,
+        tenant: &TenantId,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> StoreResult<Option<VersionRecord>> {
+        let row = sqlx::query::<DB>(SELECT_VERSION)
+            .bind(tenant.to_string())
+            .bind(resource_type.to_string())
+            .bind(id.to_string())
+            .bind(version)
+            .fetch_optional(&self.reads)
+            .await?;
+        row.map(|row| version_record(&row)).transpose()
+    }
+
+    async fn write(&self, tenant: &TenantId, request: WriteRequest<'_>) -> StoreResult<WriteOutcome> {
+        for _ in 0..INSERT_RACE_RETRIES {
+            let mut tx = self.writes.begin().await?;
+            let current = sqlx::query::<DB>(DB::SELECT_CURRENT_FOR_WRITE)
+                .bind(tenant.to_string())
+                .bind(request.resource_type.to_string())
+                .bind(request.id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| -> StoreResult<CurrentRow> {
+                    Ok(CurrentRow { version: row.try_get(0)?, deleted: row.try_get(1)?, last_updated: row.try_get(2)? })
+                })
+                .transpose()?;
+            let plan = plan_write(current, &request.change, now_micros())?;
+            let created = current.is_none_or(|c| c.deleted);
+            if plan.unchanged {
+                tx.rollback().await?;
+                return Ok(WriteOutcome {
+                    record: VersionRecord {
+                        resource_type: request.resource_type.to_string(),
+                        id: request.id.to_string(),
+                        version: plan.version,
+                        last_updated: plan.last_updated,
+                        deleted: true,
+                        method: WriteMethod::Delete,
+                        json: None,
+                        seq: 0,
+                    },
+                    created: false,
+                    unchanged: true,
+                });
+            }
+            let json = match &request.change {
+                Change::Create(body) | Change::Update { body, .. } => {
+                    Some(body.render(request.id, plan.version, &fhir_instant(plan.last_updated)))
+                }
+                Change::Delete => None,
+            };
+            let bind_current = |sql: &'static str| {
+                sqlx::query::<DB>(sql)
+                    .bind(tenant.to_string())
+                    .bind(request.resource_type.to_string())
+                    .bind(request.id.to_string())
+                    .bind(plan.version)
+                    .bind(plan.last_updated)
+                    .bind(plan.deleted)
+                    .bind(json.clone())
+            };
+            if plan.insert {
+                if bind_current(INSERT_CURRENT).fetch_optional(&mut *tx).await?.is_none() {
+                    // A concurrent writer created the same id first: start over and see its row.
+                    tx.rollback().await?;
+                    continue;
+                }
+            } else {
+                bind_current(UPDATE_CURRENT).execute(&mut *tx).await?;
+            }
+            if let Err(violation) = self.apply_guards(&mut tx, tenant, &request, plan.deleted).await {
+                tx.rollback().await?;
+                return Err(violation);
+            }
+            let seq: i64 = sqlx::query::<DB>(INSERT_VERSION)
+                .bind(tenant.to_string())
+                .bind(request.resource_type.to_string())
+                .bind(request.id.to_string())
+                .bind(plan.version)
+                .bind(plan.last_updated)
+                .bind(plan.deleted)
+                .bind(plan.method.http_method().to_string())
+                .bind(json.clone())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            tx.commit().await?;
+            return Ok(WriteOutcome {
+                record: VersionRecord {
+                    resource_type: request.resource_type.to_string(),
+                    id: request.id.to_string(),
+                    version: plan.version,
+                    last_updated: plan.last_updated,
+                    deleted: plan.deleted,
+                    method: plan.method,
+                    json,
+                    seq,
+                },
+                created,
+                unchanged: false,
+            });
+        }
+        Err(StoreError::AlreadyExists)
+    }
+
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        scope: HistoryScope<'_>,
+        filter: &HistoryFilter,
+    ) -> StoreResult<Vec<VersionRecord>> {
+        // Conditions are fixed text; every value is bound.
+        let mut sql = String::from(
+            "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.json, v.method, v.seq FROM resource_versions v WHERE v.tenant = $1",
+        );
+        let mut next = 2;
+        let mut placeholder = || {
+            let p = format!("${next}");
+            next += 1;
+            p
+        };
+        match scope {
+            HistoryScope::System => {}
+            HistoryScope::Type(_) => sql.push_str(&format!(" AND v.type = {}", placeholder())),
+            HistoryScope::Instance(_, _) => {
+                sql.push_str(&format!(" AND v.type = {} AND v.id = {}", placeholder(), placeholder()))
+            }
+        }
+        if filter.since.is_some() {
+            sql.push_str(&format!(" AND v.last_updated >= {}", placeholder()));
+        }
+        if filter.at.is_some() {
+            // The version current at `_at`: written at or before it, and not yet replaced then.
+            let at = placeholder();
+            sql.push_str(&format!(
+                " AND v.last_updated <= {at} AND NOT EXISTS (SELECT 1 FROM resource_versions n WHERE n.tenant = v.tenant \
+                 AND n.type = v.type AND n.id = v.id AND n.version > v.version AND n.last_updated <= {at})"
+            ));
+        }
+        if filter.before_seq.is_some() {
+            sql.push_str(&format!(" AND v.seq < {}", placeholder()));
+        }
+        sql.push_str(&format!(" ORDER BY v.seq DESC LIMIT {}", placeholder()));
+
+        let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+        match scope {
+            HistoryScope::System => {}
+            HistoryScope::Type(t) => query = query.bind(t.to_string()),
+            HistoryScope::Instance(t, id) => query = query.bind(t.to_string()).bind(id.to_string()),
+        }
+        for value in [filter.since, filter.at, filter.before_seq].into_iter().flatten() {
+            query = query.bind(value);
+        }
+        let rows = query.bind(i64::from(filter.count)).fetch_all(&self.reads).await?;
+        rows.iter().map(version_record).collect()
+    }
+
+    async fn next_sequence(&self, tenant: &TenantId, name: &str) -> StoreResult<i64> {
+        let row = sqlx::query::<DB>(
+            "INSERT INTO sequences (tenant, name, value) VALUES ($1, $2, 1) \
+             ON CONFLICT (tenant, name) DO UPDATE SET value = sequences.value + 1 RETURNING value",
+        )
+        .bind(tenant.to_string())
+        .bind(name.to_string())
+        .fetch_one(&self.writes)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()> {
+        sqlx::query::<DB>("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(tenant.to_string())
+            .bind(name.to_string())
+            .bind(now_micros())
+            .execute(&self.writes)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query::<DB>("SELECT 1").fetch_one(&self.reads).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.writes.close().await;
+        self.reads.close().await;
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: SqlBackend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'e> i64: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> bool: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> String: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> Option<Vec<u8>>: Encode<'e, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// Replaces the resource's unique keys and busy intervals with the new version's, refusing
+    /// keys held by another resource and intervals that overlap another's.
+    async fn apply_guards(
+        &self,
+        tx: &mut sqlx::Transaction<'static, DB>,
+        tenant: &TenantId,
+        request: &WriteRequest<'_>,
+        deleted: bool,
+    ) -> StoreResult<()> {
+        let owner = || (tenant.to_string(), request.resource_type.to_string(), request.id.to_string());
+        for table in [
+            "DELETE FROM unique_keys WHERE tenant = $1 AND type = $2 AND id = $3",
+            "DELETE FROM busy_intervals WHERE tenant = $1 AND type = $2 AND id = $3",
+        ] {
+            let (t, ty, id) = owner();
+            sqlx::query::<DB>(table).bind(t).bind(ty).bind(id).execute(&mut **tx).await?;
+        }
+        if deleted {
+            return Ok(());
+        }
+        for (kind, key) in &request.guards.unique_keys {
+            let (t, ty, id) = owner();
+            let inserted = sqlx::query::<DB>(
+                "INSERT INTO unique_keys (tenant, kind, key, type, id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(t.clone())
+            .bind(kind.clone())
+            .bind(key.clone())
+            .bind(ty)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if inserted.is_none() {
+                let holder =
+                    sqlx::query::<DB>("SELECT type, id FROM unique_keys WHERE tenant = $1 AND kind = $2 AND key = $3")
+                        .bind(t)
+                        .bind(kind.clone())
+                        .bind(key.clone())
+                        .fetch_one(&mut **tx)
+                        .await?;
+                let (holder_type, holder_id): (String, String) = (holder.try_get(0)?, holder.try_get(1)?);
+                return Err(StoreError::KeyTaken {
+                    kind: kind.clone(),
+                    key: key.clone(),
+                    owner: format!("{holder_type}/{holder_id}"),
+                });
+            }
+        }
+        for interval in &request.guards.busy {
+            if let Some(lock) = DB::LOCK_KEY {
+                sqlx::query::<DB>(lock).bind(format!("{tenant}|{}", interval.key)).execute(&mut **tx).await?;
+            }
+            let clash = sqlx::query::<DB>(
+                "SELECT type, id FROM busy_intervals WHERE tenant = $1 AND key = $2 AND start_at < $3 AND end_at > $4 LIMIT 1",
+            )
+            .bind(tenant.to_string())
+            .bind(interval.key.clone())
+            .bind(interval.end)
+            .bind(interval.start)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(row) = clash {
+                let (holder_type, holder_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                return Err(StoreError::Overlap {
+                    description: interval.description.clone(),
+                    owner: format!("{holder_type}/{holder_id}"),
+                });
+            }
+            let (t, ty, id) = owner();
+            sqlx::query::<DB>(
+                "INSERT INTO busy_intervals (tenant, key, start_at, end_at, type, id) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(t)
+            .bind(interval.key.clone())
+            .bind(interval.start)
+            .bind(interval.end)
+            .bind(ty)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+fn version_record<R>(row: &R) -> StoreResult<VersionRecord>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'e> i64: Decode<'e, R::Database> + Type<R::Database>,
+    for<'e> bool: Decode<'e, R::Database> + Type<R::Database>,
+    for<'e> String: Decode<'e, R::Database> + Type<R::Database>,
+    for<'e> Vec<u8>: Decode<'e, R::Database> + Type<R::Database>,
+{
+    let method: String = row.try_get(6)?;
+    Ok(VersionRecord {
+        resource_type: row.try_get(0)?,
+        id: row.try_get(1)?,
+        version: row.try_get(2)?,
+        last_updated: row.try_get(3)?,
+        deleted: row.try_get(4)?,
+        json: row.try_get(5)?,
+        method: WriteMethod::from_db(&method),
+        seq: row.try_get(7)?,
+    })
+}

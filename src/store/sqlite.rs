@@ -1,0 +1,53 @@
+//! The SQLite backend (the embedded default): a file in WAL mode, a pool of readers and exactly
+//! one writer connection, so writes are serialised without `SQLITE_BUSY` retries.
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, SqlSafeStr, Sqlite};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::sql::{SqlBackend, SqlStore};
+use super::{StoreError, StoreResult};
+
+impl SqlBackend for Sqlite {
+    const SELECT_CURRENT_FOR_WRITE: &'static str =
+        "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3";
+    const BACKEND_NAME: &'static str = "sqlite";
+    // The single writer connection already serialises every write.
+    const LOCK_KEY: Option<&'static str> = None;
+}
+
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// The SQLite migrations, compiled in (`migrations/sqlite/`).
+pub fn migrator() -> Migrator {
+    let migration = |version, description: &'static str, sql: &'static str| {
+        Migration::new(version, description.into(), MigrationType::Simple, AssertSqlSafe(sql).into_sql_str(), false)
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "resources", include_str!("../../migrations/sqlite/0001_resources.sql")),
+        migration(2, "write guards", include_str!("../../migrations/sqlite/0002_write_guards.sql")),
+    ])
+}
+
+pub async fn connect(url: &str, pool_size: u32) -> StoreResult<SqliteStore> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a committed write survives power loss (the audit trail depends on it).
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    if let Some(parent) = options.get_filename().parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Migration(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let writes = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+    migrator().run(&writes).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+    let reads =
+        SqlitePoolOptions::new().max_connections(pool_size.max(1)).connect_with(options.read_only(true)).await?;
+    Ok(SqlStore { reads, writes })
+}
