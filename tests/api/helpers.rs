@@ -1,0 +1,335 @@
+//! The test harness: `TestApp` starts the real server on port 0 over a real database (a fresh
+//! SQLite file, or a fresh database in a throw-away PostgreSQL cluster) and talks HTTP to it.
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use tokio::sync::oneshot;
+
+use kiln::app::Application;
+use kiln::config::Settings;
+
+pub struct TestApp {
+    /// FHIR base, e.g. `http://127.0.0.1:41234/fhir`.
+    pub base: String,
+    pub root: String,
+    pub client: Client,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn settings(database_url: &str) -> Settings {
+    Settings {
+        database_url: database_url.to_string(),
+        listen: "127.0.0.1:0".into(),
+        base_url: None,
+        max_body_bytes: 64 * 1024,
+        default_tenant: "test-clinic".into(),
+        db_pool_size: 4,
+        max_page_size: 100,
+        default_page_size: 10,
+        request_timeout_secs: 30,
+        log: "warn".into(),
+    }
+}
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl TestApp {
+    /// Starts the app on `backend`, or answers `None` when PostgreSQL binaries are absent and
+    /// `KILN_TEST_POSTGRES` does not say they are required.
+    pub async fn start(backend: Backend) -> Option<TestApp> {
+        Self::start_with(backend, |_| {}, |app| app).await
+    }
+
+    pub async fn start_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Settings),
+        customise: impl FnOnce(Application) -> Application,
+    ) -> Option<TestApp> {
+        let (database_url, dir) = fresh_database(backend).await?;
+        let mut settings = settings(&database_url);
+        tweak(&mut settings);
+        let app = customise(Application::build(settings).await.expect("the app starts"));
+        let port = app.port();
+        let (tx, rx) = oneshot::channel::<()>();
+        let stopped = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        let root = format!("http://127.0.0.1:{port}");
+        Some(TestApp {
+            base: format!("{root}/fhir"),
+            root,
+            client: Client::new(),
+            database_url,
+            shutdown: Some(tx),
+            stopped: Some(stopped),
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .put(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client.delete(self.url(path)).send().await.expect("request sent")
+    }
+
+    /// Creates a resource and answers its server-assigned id.
+    pub async fn create(&self, resource: &Value) -> String {
+        let response = self.post(resource["resourceType"].as_str().unwrap(), resource).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "create failed: {}", response.text().await.unwrap());
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Asks the server to stop and waits until it has drained and closed its pool.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            stopped.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts an OperationOutcome response with `status`, answering the body.
+pub async fn expect_outcome(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type.starts_with("application/fhir+json"), "content type {content_type}");
+    let body: Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert!(!body["issue"].as_array().unwrap().is_empty());
+    body
+}
+
+/// A fresh, empty database for one test.
+pub async fn fresh_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}/kiln.db", dir.path().display());
+            Some((url, Some(dir)))
+        }
+        Backend::Postgres => {
+            let cluster = PostgresCluster::shared()?;
+            Some((cluster.create_database().await, None))
+        }
+    }
+}
+
+/// A throw-away PostgreSQL cluster for this test process: initdb + pg_ctl on a free port in a
+/// temp dir, stopped and removed by a watchdog when the process ends.
+pub struct PostgresCluster {
+    port: u16,
+}
+
+impl PostgresCluster {
+    pub fn shared() -> Option<&'static PostgresCluster> {
+        static CLUSTER: OnceLock<Option<PostgresCluster>> = OnceLock::new();
+        CLUSTER
+            .get_or_init(|| {
+                let required = std::env::var("KILN_TEST_POSTGRES").is_ok_and(|v| v == "required");
+                match PostgresCluster::start() {
+                    Ok(cluster) => Some(cluster),
+                    Err(reason) if required => panic!("PostgreSQL is required for these tests: {reason}"),
+                    Err(reason) => {
+                        eprintln!(
+                            "skipping PostgreSQL tests: {reason} (set KILN_TEST_POSTGRES=required to fail instead)"
+                        );
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    fn start() -> Result<PostgresCluster, String> {
+        let bin = postgres_bin_dir().ok_or("no PostgreSQL binaries (initdb, pg_ctl) found")?;
+        let dir = tempfile::Builder::new().prefix("kiln-pg-").tempdir().map_err(|e| e.to_string())?.keep();
+        let data = dir.join("data");
+        let port = free_port();
+        let as_user = run_as_user();
+        if let Some(user) = &as_user {
+            run(Command::new("chown").arg("-R").arg(user).arg(&dir))?;
+        }
+        let pg = |tool: &str| -> Command {
+            let path = bin.join(tool);
+            match &as_user {
+                Some(user) => {
+                    let mut c = Command::new("runuser");
+                    c.args(["-u", user, "--"]).arg(path);
+                    c
+                }
+                None => Command::new(path),
+            }
+        };
+        run(pg("initdb").arg("-D").arg(&data).args([
+            "-U",
+            "kiln",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        ]))?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            dir.display()
+        );
+        run(pg("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "-w", "-t", "60", "-l"])
+            .arg(dir.join("log"))
+            .arg("start"))?;
+        // Stop and remove the cluster once this process has gone, however it ends.
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {runner} {pg_ctl} -D {data} stop -m immediate >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            runner = as_user.as_ref().map(|u| format!("runuser -u {u} --")).unwrap_or_default(),
+            pg_ctl = bin.join("pg_ctl").display(),
+            data = data.display(),
+            dir = dir.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &stop])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        Ok(PostgresCluster { port })
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://kiln@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub async fn create_database(&self) -> String {
+        use sqlx::Connection;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&self.url("postgres")).await.expect("connect to the test cluster");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        admin.close().await.ok();
+        self.url(&name)
+    }
+}
+
+fn postgres_bin_dir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("KILN_PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// PostgreSQL refuses to run as root: use the `postgres` account (or `nobody`) then.
+fn run_as_user() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return None;
+    }
+    let has_postgres = Command::new("id").arg("postgres").output().is_ok_and(|o| o.status.success());
+    Some(if has_postgres { "postgres" } else { "nobody" }.to_string())
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn examples_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".fhir-cache/hl7.fhir.r4.examples-4.0.1/package");
+    dir.exists().then_some(dir)
+}
+
+/// Runs each named test case (an `async fn(TestApp)`) on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let app = $crate::helpers::TestApp::start($crate::helpers::Backend::Sqlite).await.unwrap();
+                    super::$case(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(app) = $crate::helpers::TestApp::start($crate::helpers::Backend::Postgres).await {
+                        super::$case(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,13 @@
+//! The integration tests: the real server over real HTTP on a real database, each case on
+//! SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod capabilities;
+mod crud;
+mod errors;
+mod examples;
+mod history;
+mod lifecycle;
+mod negotiation;
+mod store_contract;
