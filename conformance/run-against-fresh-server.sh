@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Start a fresh `kiln serve` on a free port with an empty database, run the
+# black-box conformance checks (conformance/run.py) against it, stop it, and
+# exit with run.py's status. Builds nothing itself.
+#
+# usage: conformance/run-against-fresh-server.sh [KILN_BINARY] [DATABASE] [-- run.py options...]
+#   KILN_BINARY  path to a built kiln (default: target/debug/kiln)
+#   DATABASE     empty / "sqlite": a new SQLite file in a temp dir (default)
+#                "postgres": a throw-away PostgreSQL cluster (initdb + pg_ctl from
+#                            /usr/lib/postgresql/*/bin or $KILN_PG_BIN) in a temp dir
+#                any other value: a database URL to use as is (e.g. postgres://...)
+#   anything after "--" is passed on to run.py (e.g. -- --quiet --types Patient)
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+
+KILN_BIN="target/debug/kiln"
+DATABASE=""
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then KILN_BIN="$1"; shift; fi
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then DATABASE="$1"; shift; fi
+if [ $# -gt 0 ] && [ "$1" = "--" ]; then shift; fi
+RUN_ARGS=("$@")
+
+case "$KILN_BIN" in /*) ;; *) KILN_BIN="$PWD/$KILN_BIN" ;; esac
+if [ ! -x "$KILN_BIN" ]; then
+    echo "run-against-fresh-server: no kiln binary at $KILN_BIN (build it first: cargo build)" >&2
+    exit 2
+fi
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+TMP="$(mktemp -d -t kiln-conformance.XXXXXX)"
+SERVER_PID=""
+PG_CTL=""
+PG_DATA=""
+PG_RUNNER=()
+
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null
+        for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    if [ -n "$PG_CTL" ]; then
+        "${PG_RUNNER[@]}" "$PG_CTL" -D "$PG_DATA" stop -m immediate >/dev/null 2>&1
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_postgres() {
+    local bin="${KILN_PG_BIN:-}"
+    if [ -z "$bin" ]; then
+        bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    fi
+    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ] || [ ! -x "$bin/pg_ctl" ]; then
+        echo "run-against-fresh-server: PostgreSQL binaries (initdb, pg_ctl) not found; apt-get install postgresql or set KILN_PG_BIN" >&2
+        exit 2
+    fi
+    local pgdir="$TMP/pg"
+    mkdir -p "$pgdir"
+    PG_DATA="$pgdir/data"
+    PG_CTL="$bin/pg_ctl"
+    if [ "$(id -u)" = "0" ]; then
+        # PostgreSQL refuses to run as root
+        local user=nobody
+        id postgres >/dev/null 2>&1 && user=postgres
+        chmod 755 "$TMP"
+        chown -R "$user" "$pgdir"
+        PG_RUNNER=(runuser -u "$user" --)
+    fi
+    local port
+    port="$(free_port)"
+    if ! "${PG_RUNNER[@]}" "$bin/initdb" -D "$PG_DATA" -U kiln --auth=trust -E UTF8 --no-sync \
+            --no-instructions >"$pgdir/initdb.log" 2>&1; then
+        echo "run-against-fresh-server: initdb failed:" >&2; cat "$pgdir/initdb.log" >&2; PG_CTL=""; exit 2
+    fi
+    if ! "${PG_RUNNER[@]}" "$PG_CTL" -D "$PG_DATA" -w -t 60 -l "$pgdir/log" \
+            -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+            start >/dev/null; then
+        echo "run-against-fresh-server: PostgreSQL did not start:" >&2; cat "$pgdir/log" >&2; exit 2
+    fi
+    if ! "${PG_RUNNER[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U kiln kiln; then
+        echo "run-against-fresh-server: createdb failed" >&2; exit 2
+    fi
+    DATABASE_URL="postgres://kiln@127.0.0.1:$port/kiln"
+}
+
+case "$DATABASE" in
+    ""|sqlite) DATABASE_URL="sqlite://$TMP/kiln.db" ;;
+    postgres|postgresql) start_postgres ;;
+    *) DATABASE_URL="$DATABASE" ;;
+esac
+
+PORT="$(free_port)"
+export KILN_DATABASE_URL="$DATABASE_URL"
+export KILN_LISTEN="127.0.0.1:$PORT"
+export KILN_BASE_URL="http://127.0.0.1:$PORT/fhir"
+LOG="$TMP/kiln.log"
+
+echo "run-against-fresh-server: $KILN_BIN serve on $KILN_LISTEN, database ${KILN_DATABASE_URL%%://*}"
+"$KILN_BIN" serve >"$LOG" 2>&1 </dev/null &
+SERVER_PID=$!
+
+server_log_tail() {
+    echo "----- last lines of the kiln log -----" >&2
+    tail -n 40 "$LOG" >&2
+    echo "--------------------------------------" >&2
+}
+
+# wait (up to 60 s) for GET /health to answer 200
+if ! python3 - "$PORT" "$SERVER_PID" <<'EOF'
+import os, sys, time, urllib.request, urllib.error
+port, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 60
+url = f"http://127.0.0.1:{port}/health"
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        print("run-against-fresh-server: kiln exited before it became healthy", file=sys.stderr)
+        sys.exit(1)
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except (urllib.error.URLError, OSError):
+        pass
+    time.sleep(0.2)
+print(f"run-against-fresh-server: {url} did not answer 200 within 60 s", file=sys.stderr)
+sys.exit(1)
+EOF
+then
+    server_log_tail
+    exit 2
+fi
+
+python3 "$HERE/run.py" --base "$KILN_BASE_URL" "${RUN_ARGS[@]}"
+STATUS=$?
+if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "run-against-fresh-server: kiln is no longer running (crashed?)" >&2
+    server_log_tail
+    [ "$STATUS" = 0 ] && STATUS=1
+elif [ "$STATUS" != 0 ]; then
+    server_log_tail
+fi
+exit "$STATUS"
