@@ -179,10 +179,23 @@ def first_issue(oo: Any) -> str:
     return s[:400]
 
 
+# Kiln assigns an MRN (identifier system urn:kiln:tenant:<clinic>:mrn) to a Patient that has
+# none: the one thing the server adds to what a client sent.
+ASSIGNED_MRN_PREFIX = "urn:kiln:tenant:"
+
+
 def normalize(resource: Any) -> Any:
     if not isinstance(resource, dict):
         return resource
     r = dict(resource)
+    identifiers = r.get("identifier")
+    if r.get("resourceType") == "Patient" and isinstance(identifiers, list):
+        kept = [i for i in identifiers
+                if not (isinstance(i, dict) and str(i.get("system", "")).startswith(ASSIGNED_MRN_PREFIX))]
+        if kept:
+            r["identifier"] = kept
+        else:
+            del r["identifier"]
     meta = r.get("meta")
     if isinstance(meta, dict):
         meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}

@@ -70,6 +70,16 @@ impl ResourceBody {
         self.members.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
     }
 
+    /// Sets one member (replacing it in place, or appending it), leaving every other member's
+    /// bytes untouched.
+    pub fn set_member(&mut self, name: &str, value: &Value) {
+        let raw = serde_json::value::to_raw_value(value).expect("a JSON value serialises");
+        match self.members.iter_mut().find(|(k, _)| k == name) {
+            Some((_, existing)) => *existing = raw,
+            None => self.members.push((name.to_string(), raw)),
+        }
+    }
+
     /// Keeps only the members for which `keep` answers true.
     pub fn retain_members(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.members.retain(|(k, _)| keep(k));
@@ -215,6 +225,19 @@ mod tests {
         let out: Value = serde_json::from_slice(&body.render("p", 1, "x")).unwrap();
         assert_eq!(out["meta"]["versionId"], "1");
         assert_eq!(out["meta"]["tag"][0]["code"], "t");
+    }
+
+    #[test]
+    fn setting_a_member_keeps_the_others_exact() {
+        let (mut body, _) =
+            parse_resource(br#"{"resourceType":"Patient","a":1.50,"identifier":[{"value":"x"}]}"#).unwrap();
+        body.set_member("identifier", &serde_json::json!([{"value": "x"}, {"value": "y"}]));
+        body.set_member("active", &Value::Bool(true));
+        let out = String::from_utf8(body.render_with_meta(Some("p"), &Map::new())).unwrap();
+        assert_eq!(
+            out,
+            r#"{"resourceType":"Patient","id":"p","a":1.50,"identifier":[{"value":"x"},{"value":"y"}],"active":true}"#
+        );
     }
 
     #[test]

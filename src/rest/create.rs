@@ -5,9 +5,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::{FhirBody, QueryParams, parse_for_write, resource_type, return_preference, write_response};
+use super::{FhirBody, QueryParams, parse_for_write, resource_type, return_preference, rules, write_response};
 use crate::access::Principal;
 use crate::app::AppState;
+use crate::emr::rules::WriteKind;
 use crate::error::FhirError;
 use crate::store::{Change, WriteRequest};
 
@@ -26,12 +27,14 @@ pub async fn create(
             "conditional create (If-None-Exist) is not supported yet; the CapabilityStatement says conditionalCreate=false".into(),
         ));
     }
-    let (resource, _) = parse_for_write(&state, definition, &body)?;
+    let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
+    let guards =
+        rules::prepare_write(&state, &principal.tenant, &definition.name, &mut resource, &mut value, WriteKind::Create)
+            .await?;
     // Time-ordered ids keep index inserts local (B-tree pages fill in order).
     let id = uuid::Uuid::now_v7().to_string();
-    let outcome = state
-        .store
-        .write(&principal.tenant, WriteRequest::new(&definition.name, &id, Change::Create(&resource)))
-        .await?;
+    let mut request = WriteRequest::new(&definition.name, &id, Change::Create(&resource));
+    request.guards = guards;
+    let outcome = state.store.write(&principal.tenant, request).await?;
     Ok(write_response(&state, StatusCode::CREATED, outcome.record, return_preference(&headers)))
 }

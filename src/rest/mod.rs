@@ -7,6 +7,7 @@ pub mod delete;
 pub mod format;
 pub mod history;
 pub mod read;
+pub mod rules;
 pub mod search;
 pub mod update;
 pub mod vread;

@@ -6,10 +6,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{
-    FhirBody, QueryParams, if_match, logical_id, parse_for_write, resource_type, return_preference, write_response,
+    FhirBody, QueryParams, if_match, logical_id, parse_for_write, resource_type, return_preference, rules,
+    write_response,
 };
 use crate::access::Principal;
 use crate::app::AppState;
+use crate::emr::rules::WriteKind;
 use crate::error::{FhirError, Issue, IssueType};
 use crate::store::{Change, WriteRequest};
 
@@ -25,7 +27,7 @@ pub async fn update(
     let id = logical_id(&id)?;
     QueryParams::parse(query.as_deref()).only(&[])?;
     let expected_version = if_match(&headers)?;
-    let (resource, _) = parse_for_write(&state, definition, &body)?;
+    let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
     match resource.id.as_deref() {
         Some(body_id) if body_id == id => {}
         Some(body_id) => {
@@ -44,13 +46,13 @@ pub async fn update(
             ]));
         }
     }
-    let outcome = state
-        .store
-        .write(
-            &principal.tenant,
-            WriteRequest::new(&definition.name, id, Change::Update { body: &resource, if_match: expected_version }),
-        )
-        .await?;
+    let guards =
+        rules::prepare_write(&state, &principal.tenant, &definition.name, &mut resource, &mut value, WriteKind::Update)
+            .await?;
+    let mut request =
+        WriteRequest::new(&definition.name, id, Change::Update { body: &resource, if_match: expected_version });
+    request.guards = guards;
+    let outcome = state.store.write(&principal.tenant, request).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(write_response(&state, status, outcome.record, return_preference(&headers)))
 }

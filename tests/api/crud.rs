@@ -5,7 +5,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, expect_outcome};
 
+/// A patient with extensions, several names and identifiers, and a contained resource. Each call
+/// gets its own MRN (MRNs are unique per clinic).
 pub fn realistic_patient() -> Value {
+    let mrn = format!("MRN-T-{}", uuid::Uuid::new_v4().simple());
     json!({
         "resourceType": "Patient",
         "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Jane Doe</div>"},
@@ -14,7 +17,7 @@ pub fn realistic_patient() -> Value {
             {"url": "http://example.org/fhir/weight-at-birth", "valueDecimal": 3.50}
         ],
         "identifier": [
-            {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}, "system": "http://clinic.example.org/mrn", "value": "MRN-2024-00042"},
+            {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}, "system": "http://clinic.example.org/mrn", "value": mrn},
             {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}
         ],
         "active": true,
@@ -64,12 +67,13 @@ pub fn realistic_patient_text() -> String {
 }
 
 async fn read_returns_what_was_written(app: TestApp) {
-    let patient = realistic_patient();
+    let sent = realistic_patient_text();
+    let patient: Value = serde_json::from_str(&sent).unwrap();
     let response = app
         .client
         .post(app.url("Patient"))
         .header("content-type", "application/fhir+json")
-        .body(realistic_patient_text())
+        .body(sent)
         .send()
         .await
         .unwrap();

@@ -17,6 +17,18 @@ fn known_invalid() -> HashSet<String> {
         .collect()
 }
 
+/// Patients without an MRN get one from the server (the MRN rule); that identifier is the only
+/// thing the server adds, so it is the only thing the comparison leaves out.
+fn strip_assigned_mrn(mut value: Value) -> Value {
+    if let Some(identifiers) = value.get_mut("identifier").and_then(Value::as_array_mut) {
+        identifiers.retain(|i| !i["system"].as_str().is_some_and(|s| s.starts_with("urn:kiln:tenant:")));
+        if identifiers.is_empty() {
+            value.as_object_mut().unwrap().remove("identifier");
+        }
+    }
+    value
+}
+
 fn strip_meta(mut value: Value) -> Value {
     if let Some(meta) = value.get_mut("meta").and_then(Value::as_object_mut) {
         meta.remove("versionId");
@@ -76,7 +88,7 @@ async fn official_examples_round_trip(backend: Backend) {
             failures.push(format!("{name}: listed as invalid but accepted"));
         }
         let read: Value = app.get(&format!("{type_name}/{id}")).await.json().await.unwrap();
-        if strip_meta(read) != strip_meta(example.clone()) {
+        if strip_assigned_mrn(strip_meta(read)) != strip_meta(example.clone()) {
             failures.push(format!("{name}: read back differs"));
             continue;
         }

@@ -10,4 +10,5 @@ mod examples;
 mod history;
 mod lifecycle;
 mod negotiation;
+mod rules;
 mod store_contract;
