@@ -34,9 +34,8 @@ free_port() {
 
 TMP="$(mktemp -d -t kiln-conformance.XXXXXX)"
 SERVER_PID=""
-PG_CTL=""
-PG_DATA=""
-PG_RUNNER=()
+# shellcheck source=../scripts/throwaway-postgres.sh
+. "$REPO/scripts/throwaway-postgres.sh"
 
 cleanup() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -45,55 +44,19 @@ cleanup() {
         kill -9 "$SERVER_PID" 2>/dev/null
         wait "$SERVER_PID" 2>/dev/null
     fi
-    if [ -n "$PG_CTL" ]; then
-        "${PG_RUNNER[@]}" "$PG_CTL" -D "$PG_DATA" stop -m immediate >/dev/null 2>&1
-    fi
+    throwaway_pg_stop
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start_postgres() {
-    local bin="${KILN_PG_BIN:-}"
-    if [ -z "$bin" ]; then
-        bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-    fi
-    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ] || [ ! -x "$bin/pg_ctl" ]; then
-        echo "run-against-fresh-server: PostgreSQL binaries (initdb, pg_ctl) not found; apt-get install postgresql or set KILN_PG_BIN" >&2
-        exit 2
-    fi
-    local pgdir="$TMP/pg"
-    mkdir -p "$pgdir"
-    PG_DATA="$pgdir/data"
-    PG_CTL="$bin/pg_ctl"
-    if [ "$(id -u)" = "0" ]; then
-        # PostgreSQL refuses to run as root
-        local user=nobody
-        id postgres >/dev/null 2>&1 && user=postgres
-        chmod 755 "$TMP"
-        chown -R "$user" "$pgdir"
-        PG_RUNNER=(runuser -u "$user" --)
-    fi
-    local port
-    port="$(free_port)"
-    if ! "${PG_RUNNER[@]}" "$bin/initdb" -D "$PG_DATA" -U kiln --auth=trust -E UTF8 --no-sync \
-            --no-instructions >"$pgdir/initdb.log" 2>&1; then
-        echo "run-against-fresh-server: initdb failed:" >&2; cat "$pgdir/initdb.log" >&2; PG_CTL=""; exit 2
-    fi
-    if ! "${PG_RUNNER[@]}" "$PG_CTL" -D "$PG_DATA" -w -t 60 -l "$pgdir/log" \
-            -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-            start >/dev/null; then
-        echo "run-against-fresh-server: PostgreSQL did not start:" >&2; cat "$pgdir/log" >&2; exit 2
-    fi
-    if ! "${PG_RUNNER[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U kiln kiln; then
-        echo "run-against-fresh-server: createdb failed" >&2; exit 2
-    fi
-    DATABASE_URL="postgres://kiln@127.0.0.1:$port/kiln"
-}
-
 case "$DATABASE" in
     ""|sqlite) DATABASE_URL="sqlite://$TMP/kiln.db" ;;
-    postgres|postgresql) start_postgres ;;
+    postgres|postgresql)
+        # Test clusters trade durability for speed.
+        THROWAWAY_PG_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        throwaway_pg_start "$TMP/pg" || exit 2
+        DATABASE_URL="$THROWAWAY_PG_URL" ;;
     *) DATABASE_URL="$DATABASE" ;;
 esac
 
