@@ -61,7 +61,8 @@ def ms(label):
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors: sys.exit("wrk saw %s error responses" % errors.group(1))
-print(f"{rps:.0f} {ms(\"50%\"):.2f} {ms(\"99%\"):.2f}")'
+p50, p99 = ms("50%"), ms("99%")
+print("%.0f %.2f %.2f" % (rps, p50, p99))'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

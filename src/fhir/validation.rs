@@ -141,7 +141,7 @@ impl<'v> Walker<'v> {
                 }
                 choices_seen.push(&element.name);
             }
-            self.element(value, element, chosen, object.get(&format!("_{member}")));
+            self.element(value, element, chosen, object, member);
             self.path.pop();
         }
         for element in structure.elements.values() {
@@ -171,12 +171,15 @@ impl<'v> Walker<'v> {
         type_code.is_some_and(|t| self.registry.is_primitive(t))
     }
 
+    /// `object` and `member` locate the value, for the `_member` sibling that may carry the
+    /// extensions of array items whose value is null (looked up only when one is).
     fn element(
         &mut self,
         value: &'v Value,
         element: &'v ElementDef,
         chosen: Option<&'v str>,
-        extension: Option<&Value>,
+        object: &'v Map<String, Value>,
+        member: &str,
     ) {
         match (element.max, value) {
             (MaxCardinality::Zero, _) => {
@@ -186,10 +189,14 @@ impl<'v> Walker<'v> {
                 if items.is_empty() {
                     self.invalid(IssueType::Structure, "arrays must not be empty; omit the element instead");
                 }
-                let extensions = extension.and_then(Value::as_array);
                 for (index, item) in items.iter().enumerate() {
                     self.path.push(Segment::Index(index));
-                    let has_extension = extensions.and_then(|e| e.get(index)).is_some_and(|e| !e.is_null());
+                    let has_extension = item.is_null()
+                        && object
+                            .get(&format!("_{member}"))
+                            .and_then(Value::as_array)
+                            .and_then(|e| e.get(index))
+                            .is_some_and(|e| !e.is_null());
                     if item.is_null() && has_extension {
                         // the value is absent and only its extension is given: allowed.
                     } else {
