@@ -115,7 +115,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let fhir = extra
         .route("/metadata", get(rest::capabilities::capabilities))
         .route("/_history", get(history::system_history))
-        .route("/{type}", get(rest::search::search_type).post(create::create))
+        .route("/{type}", get(rest::search::search_get).post(create::create))
+        .route("/{type}/_search", axum::routing::post(rest::search::search_post))
         .route("/{type}/_history", get(history::type_history))
         .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete))
         .route("/{type}/{id}/_history", get(history::instance_history))

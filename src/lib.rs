@@ -8,5 +8,6 @@ pub mod emr;
 pub mod error;
 pub mod fhir;
 pub mod rest;
+pub mod search;
 pub mod store;
 pub mod telemetry;

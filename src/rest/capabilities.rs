@@ -10,14 +10,31 @@ use serde_json::{Value, json};
 use super::QueryParams;
 use crate::app::AppState;
 use crate::error::{FhirError, IssueType};
-use crate::fhir::registry::Registry;
+use crate::fhir::registry::{Registry, ResourceType};
 use crate::fhir::{FHIR_JSON, FHIR_VERSION};
+use crate::search::SearchRegistry;
 
 /// Interactions every supported type offers (FHIR R4 `type-restful-interaction`).
 pub const TYPE_INTERACTIONS: &[&str] =
     &["read", "vread", "update", "delete", "history-instance", "history-type", "create"];
 /// System-level interactions.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+
+/// The search parameters a type really supports: `_id`, `_lastUpdated` and every indexed one.
+fn search_params(resource: &ResourceType) -> Vec<Value> {
+    let mut params = vec![
+        json!({"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"}),
+        json!({"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "type": "date"}),
+    ];
+    for param in SearchRegistry::global().params(&resource.name) {
+        let mut entry = json!({"name": param.def.code, "type": param.def.kind});
+        if let Some(url) = &param.def.url {
+            entry["definition"] = json!(url);
+        }
+        params.push(entry);
+    }
+    params
+}
 
 pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
     let resources: Vec<Value> = registry
@@ -34,6 +51,7 @@ pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
+                "searchParam": search_params(t),
             })
         })
         .collect();

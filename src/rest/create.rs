@@ -35,6 +35,7 @@ pub async fn create(
     let id = uuid::Uuid::now_v7().to_string();
     let mut request = WriteRequest::new(&definition.name, &id, Change::Create(&resource));
     request.guards = guards;
+    request.index = crate::search::index_resource(state.registry, &definition.name, &value);
     let outcome = state.store.write(&principal.tenant, request).await?;
     Ok(write_response(&state, StatusCode::CREATED, outcome.record, return_preference(&headers)))
 }

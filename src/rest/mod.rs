@@ -54,23 +54,25 @@ impl FromRequest<AppState> for FhirBody {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         check_content_type(request.headers())?;
-        let limit = state.settings.max_body_bytes;
-        let too_large = || FhirError::PayloadTooLarge(format!("the request body exceeds the limit of {limit} bytes"));
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(too_large());
-        }
-        let body: Body = request.into_body();
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(FhirBody(collected.to_bytes())),
-            Err(err) if err.is::<LengthLimitError>() => Err(too_large()),
-            Err(err) => {
-                Err(FhirError::bad_request(IssueType::Structure, format!("could not read the request body: {err}")))
-            }
+        read_limited(request, state.settings.max_body_bytes).await.map(FhirBody)
+    }
+}
+
+/// Reads a request body of at most `limit` bytes: a larger declared `Content-Length` is refused
+/// before reading, and a larger streamed (chunked) body as soon as it passes the limit.
+pub async fn read_limited(request: Request, limit: usize) -> Result<bytes::Bytes, FhirError> {
+    let too_large = || FhirError::PayloadTooLarge(format!("the request body exceeds the limit of {limit} bytes"));
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let body: Body = request.into_body();
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(too_large()),
+        Err(err) => {
+            Err(FhirError::bad_request(IssueType::Structure, format!("could not read the request body: {err}")))
         }
     }
 }

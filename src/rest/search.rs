@@ -1,19 +1,130 @@
-//! search: `GET [base]/[type]?…` (FHIR R4 search.html). Not built yet: an unknown type answers
-//! 404 like every other interaction, a served one 405 naming what is missing, and the
-//! CapabilityStatement does not claim `search-type`.
+//! search: `GET [base]/[type]?…` and `POST [base]/[type]/_search` (FHIR R4 search.html,
+//! http.html#search): a `searchset` Bundle of the matches with `total`, `self`/`next` links
+//! and `search.mode = match`, shaped by `_summary` / `_elements`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
-use super::resource_type;
+use super::{QueryParams, read_limited, resource_type};
+use crate::access::Principal;
 use crate::app::AppState;
-use crate::error::FhirError;
+use crate::error::{FhirError, IssueType};
+use crate::fhir::FHIR_JSON;
+use crate::fhir::bundle::{BundleWriter, Entry};
+use crate::fhir::subset::{Subset, Summary};
+use crate::search::query::{self, Cursor, Total};
 
-pub async fn search_type(State(state): State<AppState>, Path(type_name): Path<String>) -> FhirError {
-    match resource_type(&state, &type_name) {
-        Err(unknown) => unknown,
-        Ok(definition) => FhirError::MethodNotAllowed(format!(
-            "search on {} is not supported yet; read, vread, create, update, delete and history are",
-            definition.name
-        )),
+pub async fn search_get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(type_name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, FhirError> {
+    search(&state, &principal, &type_name, QueryParams::parse(raw.as_deref()), &headers).await
+}
+
+/// `POST [type]/_search` with `application/x-www-form-urlencoded` parameters (and possibly
+/// more in the URL).
+pub async fn search_post(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(type_name): Path<String>,
+    RawQuery(raw): RawQuery,
+    request: axum::extract::Request,
+) -> Result<Response, FhirError> {
+    let headers = request.headers().clone();
+    let body = read_limited(request, state.settings.max_body_bytes).await?;
+    let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !body.is_empty() && !form.starts_with("application/x-www-form-urlencoded") {
+        return Err(FhirError::UnsupportedMediaType(
+            "POST _search takes application/x-www-form-urlencoded parameters".into(),
+        ));
     }
+    let mut params = QueryParams::parse(raw.as_deref());
+    let from_body = std::str::from_utf8(&body)
+        .map_err(|_| FhirError::bad_request(IssueType::Structure, "the form body is not UTF-8"))?;
+    params.0.extend(QueryParams::parse(Some(from_body)).0);
+    search(&state, &principal, &type_name, params, &headers).await
+}
+
+async fn search(
+    state: &AppState,
+    principal: &Principal,
+    type_name: &str,
+    params: QueryParams,
+    headers: &HeaderMap,
+) -> Result<Response, FhirError> {
+    let definition = resource_type(state, type_name)?;
+    let lenient = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim() == "handling=lenient"));
+    let settings = &state.settings;
+    let query = query::compile(
+        definition,
+        &params,
+        &state.base_url,
+        lenient,
+        settings.max_page_size,
+        settings.default_page_size,
+    )?;
+    let summary_count = query.subset == Subset::Summary(Summary::Count);
+    let total = match query.total {
+        Total::Accurate => Some(state.store.count(&principal.tenant, &definition.name, &query).await?),
+        Total::None => None,
+    };
+    let mut records = if summary_count || query.count == 0 {
+        Vec::new()
+    } else {
+        state.store.search(&principal.tenant, &definition.name, &query).await?
+    };
+    let has_more = records.len() > query.count as usize;
+    records.truncate(query.count as usize);
+
+    let link = |cursor: Option<&Cursor>| {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &query.echo {
+            serializer.append_pair(name, value);
+        }
+        if let Some(cursor) = cursor {
+            serializer.append_pair("_cursor", &cursor.encode());
+        }
+        let encoded = serializer.finish();
+        if encoded.is_empty() {
+            format!("{}/{}", state.base_url, definition.name)
+        } else {
+            format!("{}/{}?{encoded}", state.base_url, definition.name)
+        }
+    };
+    let self_link = link(query.cursor.as_ref());
+    let next_link = has_more
+        .then(|| records.last().map(|r| link(Some(&Cursor { last_updated: r.last_updated, id: r.id.clone() }))))
+        .flatten();
+    let mut links = vec![("self", self_link.as_str())];
+    if let Some(next) = &next_link {
+        links.push(("next", next.as_str()));
+    }
+    let mut bundle = BundleWriter::new("searchset", total, &links);
+    for record in records {
+        let full_url = format!("{}/{}/{}", state.base_url, record.resource_type, record.id);
+        let body = query.subset.apply(definition, record.json.unwrap_or_default())?;
+        bundle.push(Entry {
+            full_url: &full_url,
+            resource: Some(&body),
+            search_mode: Some("match"),
+            request: None,
+            response: None,
+        });
+    }
+    let mut response = (StatusCode::OK, bundle.finish()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    if !query.ignored.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&format!("ignored parameters: {}", query.ignored.join(", ")))
+    {
+        response.headers_mut().insert("x-kiln-ignored-parameters", value);
+    }
+    Ok(response)
 }

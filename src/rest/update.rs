@@ -52,6 +52,7 @@ pub async fn update(
     let mut request =
         WriteRequest::new(&definition.name, id, Change::Update { body: &resource, if_match: expected_version });
     request.guards = guards;
+    request.index = crate::search::index_resource(state.registry, &definition.name, &value);
     let outcome = state.store.write(&principal.tenant, request).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(write_response(&state, status, outcome.record, return_preference(&headers)))

@@ -13,6 +13,8 @@ use crate::access::TenantId;
 use crate::error::FhirError;
 use crate::fhir::instant::Micros;
 use crate::fhir::json::ResourceBody;
+use crate::search::IndexRow;
+use crate::search::query::SearchQuery;
 
 /// How a version came to be, as history reports it in `Bundle.entry.request.method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,11 +73,13 @@ pub struct WriteRequest<'a> {
     pub change: Change<'a>,
     /// Business rules the store enforces atomically with the write.
     pub guards: WriteGuards,
+    /// The search-index rows of the new version (replacing the previous version's).
+    pub index: Vec<IndexRow>,
 }
 
 impl<'a> WriteRequest<'a> {
     pub fn new(resource_type: &'a str, id: &'a str, change: Change<'a>) -> Self {
-        WriteRequest { resource_type, id, change, guards: WriteGuards::default() }
+        WriteRequest { resource_type, id, change, guards: WriteGuards::default(), index: Vec::new() }
     }
 }
 
@@ -195,6 +199,16 @@ pub trait Store: Send + Sync + 'static {
         scope: HistoryScope<'_>,
         filter: &HistoryFilter,
     ) -> StoreResult<Vec<VersionRecord>>;
+    /// Up to `query.count + 1` current, live resources of `resource_type` matching the query,
+    /// in its order, after its cursor (the extra one tells whether there is a next page).
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        resource_type: &str,
+        query: &SearchQuery,
+    ) -> StoreResult<Vec<VersionRecord>>;
+    /// How many current, live resources match the query (its cursor ignored).
+    async fn count(&self, tenant: &TenantId, resource_type: &str, query: &SearchQuery) -> StoreResult<u64>;
     /// The next value of a per-tenant counter, starting at 1 (numbers may be skipped, never reused).
     async fn next_sequence(&self, tenant: &TenantId, name: &str) -> StoreResult<i64>;
     /// Makes sure the tenant row exists.

@@ -27,6 +27,7 @@ pub fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "resources", include_str!("../../migrations/postgres/0001_resources.sql")),
         migration(2, "write guards", include_str!("../../migrations/postgres/0002_write_guards.sql")),
+        migration(3, "search index", include_str!("../../migrations/postgres/0003_search_index.sql")),
     ])
 }
 

@@ -10,6 +10,8 @@ use super::{
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
+use crate::search::query::SearchQuery;
+use crate::search::{IndexRow, SqlArg};
 
 /// What differs between the SQL backends.
 pub trait SqlBackend: Database {
@@ -52,6 +54,8 @@ where
     for<'e> String: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Option<Vec<u8>>: Encode<'e, DB>,
+    for<'e> Option<String>: Encode<'e, DB>,
+    for<'e> f64: Encode<'e, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
     fn backend_name(&self) -> &'static str {
@@ -164,6 +168,7 @@ where
                 tx.rollback().await?;
                 return Err(violation);
             }
+            self.replace_index(&mut tx, tenant, &request, plan.deleted).await?;
             let seq: i64 = sqlx::query::<DB>(INSERT_VERSION)
                 .bind(tenant.to_string())
                 .bind(request.resource_type.to_string())
@@ -247,6 +252,55 @@ where
         rows.iter().map(version_record).collect()
     }
 
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        resource_type: &str,
+        query: &SearchQuery,
+    ) -> StoreResult<Vec<VersionRecord>> {
+        let (conditions, args) = query.paged_conditions();
+        let sql = format!(
+            "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.json FROM resources r \
+             WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted{conditions} ORDER BY {} LIMIT {}",
+            query.sort.order_by(),
+            u64::from(query.count) + 1
+        );
+        let mut statement =
+            sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string()).bind(resource_type.to_string());
+        for arg in args {
+            statement = bind_arg(statement, arg);
+        }
+        let rows = statement.fetch_all(&self.reads).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(VersionRecord {
+                    resource_type: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    version: row.try_get(2)?,
+                    last_updated: row.try_get(3)?,
+                    deleted: row.try_get(4)?,
+                    method: WriteMethod::Update,
+                    json: row.try_get(5)?,
+                    seq: 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn count(&self, tenant: &TenantId, resource_type: &str, query: &SearchQuery) -> StoreResult<u64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM resources r WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted{}",
+            query.conditions
+        );
+        let mut statement =
+            sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string()).bind(resource_type.to_string());
+        for arg in query.args.iter().cloned() {
+            statement = bind_arg(statement, arg);
+        }
+        let count: i64 = statement.fetch_one(&self.reads).await?.try_get(0)?;
+        Ok(count.max(0) as u64)
+    }
+
     async fn next_sequence(&self, tenant: &TenantId, name: &str) -> StoreResult<i64> {
         let row = sqlx::query::<DB>(
             "INSERT INTO sequences (tenant, name, value) VALUES ($1, $2, 1) \
@@ -290,8 +344,63 @@ where
     for<'e> String: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Option<Vec<u8>>: Encode<'e, DB>,
+    for<'e> Option<String>: Encode<'e, DB>,
+    for<'e> f64: Encode<'e, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
+    /// Replaces the search-index rows of the resource with the new version's (none for a deletion),
+    /// one multi-row INSERT per table.
+    async fn replace_index(
+        &self,
+        tx: &mut sqlx::Transaction<'static, DB>,
+        tenant: &TenantId,
+        request: &WriteRequest<'_>,
+        deleted: bool,
+    ) -> StoreResult<()> {
+        for table in INDEX_TABLES {
+            let sql = format!("DELETE FROM {table} WHERE tenant = $1 AND type = $2 AND id = $3");
+            sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+                .bind(tenant.to_string())
+                .bind(request.resource_type.to_string())
+                .bind(request.id.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        if deleted {
+            return Ok(());
+        }
+        for table in INDEX_TABLES {
+            let rows: Vec<&IndexRow> = request.index.iter().filter(|r| index_table(r) == table).collect();
+            for chunk in rows.chunks(INDEX_ROWS_PER_INSERT) {
+                let columns = index_columns(chunk[0]);
+                let width = 3 + columns.len();
+                let tuples: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let placeholders: Vec<String> = (1..=width).map(|c| format!("${}", i * width + c)).collect();
+                        format!("({})", placeholders.join(", "))
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO {table} (tenant, type, id, {}) VALUES {}",
+                    columns.join(", "),
+                    tuples.join(", ")
+                );
+                let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+                for row in chunk {
+                    statement = statement
+                        .bind(tenant.to_string())
+                        .bind(request.resource_type.to_string())
+                        .bind(request.id.to_string());
+                    for value in index_values(row) {
+                        statement = bind_arg_opt(statement, value);
+                    }
+                }
+                statement.execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces the resource's unique keys and busy intervals with the new version's, refusing
     /// keys held by another resource and intervals that overlap another's.
     async fn apply_guards(
@@ -374,6 +483,93 @@ where
             .await?;
         }
         Ok(())
+    }
+}
+
+const INDEX_TABLES: [&str; 7] = [
+    "search_string",
+    "search_token",
+    "search_date",
+    "search_number",
+    "search_quantity",
+    "search_reference",
+    "search_uri",
+];
+
+/// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's bind-parameter limits.
+const INDEX_ROWS_PER_INSERT: usize = 400;
+
+fn index_table(row: &IndexRow) -> &'static str {
+    match row {
+        IndexRow::String { .. } => "search_string",
+        IndexRow::Token { .. } => "search_token",
+        IndexRow::Date { .. } => "search_date",
+        IndexRow::Number { .. } => "search_number",
+        IndexRow::Quantity { .. } => "search_quantity",
+        IndexRow::Reference { .. } => "search_reference",
+        IndexRow::Uri { .. } => "search_uri",
+    }
+}
+
+fn index_columns(row: &IndexRow) -> &'static [&'static str] {
+    match row {
+        IndexRow::String { .. } => &["param", "normalized", "exact"],
+        IndexRow::Token { .. } => &["param", "system", "code", "text"],
+        IndexRow::Date { .. } => &["param", "low", "high"],
+        IndexRow::Number { .. } => &["param", "value"],
+        IndexRow::Quantity { .. } => &["param", "value", "system", "code"],
+        IndexRow::Reference { .. } => &["param", "target_type", "target_id", "url"],
+        IndexRow::Uri { .. } => &["param", "value"],
+    }
+}
+
+/// The row's values in the order of [`index_columns`]; `None` is SQL NULL.
+fn index_values(row: &IndexRow) -> Vec<Option<SqlArg>> {
+    let text = |s: &str| Some(SqlArg::Text(s.to_string()));
+    let opt = |s: &Option<String>| s.as_deref().and_then(text);
+    match row {
+        IndexRow::String { param, normalized, exact } => vec![text(param), text(normalized), text(exact)],
+        IndexRow::Token { param, system, code, text: t } => vec![text(param), opt(system), opt(code), opt(t)],
+        IndexRow::Date { param, low, high } => vec![text(param), Some(SqlArg::Int(*low)), Some(SqlArg::Int(*high))],
+        IndexRow::Number { param, value } => vec![text(param), Some(SqlArg::Real(*value))],
+        IndexRow::Quantity { param, value, system, code } => {
+            vec![text(param), Some(SqlArg::Real(*value)), opt(system), opt(code)]
+        }
+        IndexRow::Reference { param, target_type, target_id, url } => {
+            vec![text(param), opt(target_type), opt(target_id), opt(url)]
+        }
+        IndexRow::Uri { param, value } => vec![text(param), text(value)],
+    }
+}
+
+type Statement<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments>;
+
+fn bind_arg<'q, DB>(statement: Statement<'q, DB>, arg: SqlArg) -> Statement<'q, DB>
+where
+    DB: Database,
+    for<'e> i64: Encode<'e, DB> + Type<DB>,
+    for<'e> String: Encode<'e, DB> + Type<DB>,
+    for<'e> f64: Encode<'e, DB> + Type<DB>,
+{
+    match arg {
+        SqlArg::Text(v) => statement.bind(v),
+        SqlArg::Int(v) => statement.bind(v),
+        SqlArg::Real(v) => statement.bind(v),
+    }
+}
+
+/// Binds a value, or a typed NULL (index columns that can be NULL are all text).
+fn bind_arg_opt<'q, DB>(statement: Statement<'q, DB>, arg: Option<SqlArg>) -> Statement<'q, DB>
+where
+    DB: Database,
+    for<'e> i64: Encode<'e, DB> + Type<DB>,
+    for<'e> String: Encode<'e, DB> + Type<DB>,
+    for<'e> f64: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<String>: Encode<'e, DB>,
+{
+    match arg {
+        Some(arg) => bind_arg(statement, arg),
+        None => statement.bind(None::<String>),
     }
 }
 

@@ -11,4 +11,5 @@ mod history;
 mod lifecycle;
 mod negotiation;
 mod rules;
+mod search;
 mod store_contract;

@@ -1,0 +1,202 @@
+//! Search (FHIR R4 search.html) on both backends: each parameter type, modifiers, AND/OR,
+//! result control and paging, and clear refusals.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, expect_outcome};
+
+async fn ids(app: &TestApp, query: &str) -> Vec<String> {
+    let response = app.get(query).await;
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    let bundle: Value = response.json().await.unwrap();
+    assert_eq!(bundle["type"], "searchset");
+    let mut ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .map(|e| e.iter().map(|e| e["resource"]["id"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+async fn seed(app: &TestApp) {
+    let patients = [
+        json!({"resourceType": "Patient", "id": "zoe", "name": [{"family": "Müller", "given": ["Zoë"]}], "gender": "female",
+            "birthDate": "1980-02-14", "identifier": [{"system": "urn:mrn", "value": "A1"}],
+            "telecom": [{"system": "email", "value": "zoe@example.org"}], "active": true,
+            "generalPractitioner": [{"reference": "Practitioner/dr1"}], "address": [{"city": "Springfield", "postalCode": "62701"}]}),
+        json!({"resourceType": "Patient", "id": "max", "name": [{"family": "Mustermann", "given": ["Max"]}], "gender": "male",
+            "birthDate": "1975-06", "identifier": [{"system": "urn:other", "value": "A1"}], "active": false,
+            "generalPractitioner": [{"reference": "Practitioner/dr2"}]}),
+        json!({"resourceType": "Patient", "id": "ann", "name": [{"family": "Annan", "given": ["Ann"]}], "birthDate": "2001-01-01"}),
+    ];
+    for p in &patients {
+        let id = p["id"].as_str().unwrap();
+        assert_eq!(app.put(&format!("Patient/{id}"), p).await.status(), StatusCode::CREATED);
+    }
+    for (id, patient, value, date) in [
+        ("o1", "zoe", 72.0, "2024-03-01T10:00:00Z"),
+        ("o2", "zoe", 120.0, "2024-05-01T10:00:00Z"),
+        ("o3", "max", 55.5, "2023-12-31T23:00:00-05:00"),
+    ] {
+        let obs = json!({"resourceType": "Observation", "id": id, "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}], "text": "Heart rate"},
+            "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": date,
+            "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}});
+        assert_eq!(app.put(&format!("Observation/{id}"), &obs).await.status(), StatusCode::CREATED);
+    }
+}
+
+async fn string_parameters(app: TestApp) {
+    seed(&app).await;
+    assert_eq!(ids(&app, "Patient?family=mul").await, ["zoe"], "starts-with, accent- and case-insensitive");
+    assert_eq!(ids(&app, "Patient?name=zoe").await, ["zoe"], "name searches given names too");
+    assert_eq!(ids(&app, "Patient?family:exact=Müller").await, ["zoe"]);
+    assert!(ids(&app, "Patient?family:exact=muller").await.is_empty());
+    assert_eq!(ids(&app, "Patient?family:contains=ster").await, ["max"]);
+    assert_eq!(ids(&app, "Patient?address-city=spring").await, ["zoe"]);
+    assert_eq!(ids(&app, "Patient?family=mul,ann").await, ["ann", "zoe"], "comma is OR");
+    assert!(ids(&app, "Patient?family=mul&given=max").await.is_empty(), "repetition is AND");
+}
+
+async fn token_parameters(app: TestApp) {
+    seed(&app).await;
+    assert_eq!(ids(&app, "Patient?gender=female").await, ["zoe"]);
+    assert_eq!(ids(&app, "Patient?identifier=A1").await, ["max", "zoe"]);
+    assert_eq!(ids(&app, "Patient?identifier=urn:mrn|A1").await, ["zoe"]);
+    assert_eq!(ids(&app, "Patient?identifier=urn:other|").await, ["max"]);
+    assert_eq!(ids(&app, "Patient?gender:not=female").await, ["ann", "max"]);
+    assert_eq!(ids(&app, "Patient?active=true").await, ["zoe"]);
+    assert_eq!(ids(&app, "Patient?email=zoe@example.org").await, ["zoe"]);
+    assert_eq!(ids(&app, "Observation?code=http://loinc.org|8867-4").await, ["o1", "o2", "o3"]);
+    assert_eq!(ids(&app, "Observation?code:text=heart").await, ["o1", "o2", "o3"]);
+    assert!(ids(&app, "Observation?code=|8867-4").await.is_empty(), "|code means no system");
+}
+
+async fn date_number_and_quantity_parameters(app: TestApp) {
+    seed(&app).await;
+    assert_eq!(ids(&app, "Patient?birthdate=1980").await, ["zoe"], "a year covers the whole year");
+    assert_eq!(
+        ids(&app, "Patient?birthdate=1975-06-15").await,
+        Vec::<String>::new(),
+        "a month-precision value is not within one day"
+    );
+    assert_eq!(ids(&app, "Patient?birthdate=ge1980-01-01").await, ["ann", "zoe"]);
+    assert_eq!(ids(&app, "Patient?birthdate=lt1980").await, ["max"]);
+    assert_eq!(ids(&app, "Patient?birthdate=ge1975&birthdate=le1990").await, ["max", "zoe"]);
+    assert_eq!(ids(&app, "Patient?birthdate=ne1980").await, ["ann", "max"]);
+    assert_eq!(ids(&app, "Observation?date=2024-03").await, ["o1"]);
+    assert_eq!(
+        ids(&app, "Observation?date=2024-01-01").await,
+        ["o3"],
+        "time zones are honoured (-05:00 is the next day in UTC)"
+    );
+    assert_eq!(ids(&app, "Observation?value-quantity=gt100").await, ["o2"]);
+    assert_eq!(ids(&app, "Observation?value-quantity=55.5|http://unitsofmeasure.org|/min").await, ["o3"]);
+    assert_eq!(ids(&app, "Observation?value-quantity=56").await, ["o3"], "56 means 55.5 up to (not including) 56.5");
+    assert_eq!(
+        ids(&app, "Observation?value-quantity=55.4").await,
+        Vec::<String>::new(),
+        "55.4 means 55.35 up to 55.45"
+    );
+    assert_eq!(ids(&app, "Observation?value-quantity=57").await, Vec::<String>::new());
+    assert_eq!(ids(&app, "Observation?value-quantity=72||/min").await, ["o1"]);
+}
+
+async fn reference_parameters(app: TestApp) {
+    seed(&app).await;
+    assert_eq!(ids(&app, "Observation?subject=Patient/zoe").await, ["o1", "o2"]);
+    assert_eq!(ids(&app, "Observation?patient=zoe").await, ["o1", "o2"], "a single target type needs no prefix");
+    assert_eq!(ids(&app, "Observation?subject:Patient=max").await, ["o3"]);
+    let absolute = format!("Observation?subject={}", app.url("Patient/max"));
+    assert_eq!(ids(&app, &absolute).await, ["o3"], "this server's own absolute URLs are local references");
+    assert_eq!(ids(&app, "Patient?general-practitioner=Practitioner/dr1").await, ["zoe"]);
+    assert_eq!(ids(&app, "Patient?general-practitioner:missing=true").await, ["ann"]);
+    assert_eq!(ids(&app, "Patient?general-practitioner:missing=false").await, ["max", "zoe"]);
+}
+
+async fn common_parameters_and_result_control(app: TestApp) {
+    seed(&app).await;
+    assert_eq!(ids(&app, "Patient?_id=zoe,ann").await, ["ann", "zoe"]);
+    let now = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(ids(&app, &format!("Patient?_lastUpdated=ge{now}")).await.len(), 3);
+    let bundle: Value = app.get("Patient?_summary=count").await.json().await.unwrap();
+    assert_eq!(bundle["total"], 3);
+    assert!(bundle.get("entry").is_none());
+    let bundle: Value = app.get("Patient?_elements=gender&_id=zoe").await.json().await.unwrap();
+    assert_eq!(bundle["entry"][0]["resource"]["gender"], "female");
+    assert!(bundle["entry"][0]["resource"].get("name").is_none());
+    assert_eq!(bundle["entry"][0]["search"]["mode"], "match");
+    let bundle: Value = app.get("Patient?_total=none").await.json().await.unwrap();
+    assert!(bundle.get("total").is_none());
+
+    // Paging: every patient once, in _id order, following next links.
+    let mut page: Value = app.get("Patient?_count=2").await.json().await.unwrap();
+    assert_eq!(page["total"], 3);
+    let mut seen = Vec::new();
+    loop {
+        seen.extend(
+            page["entry"].as_array().into_iter().flatten().map(|e| e["resource"]["id"].as_str().unwrap().to_string()),
+        );
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string());
+        match next {
+            Some(url) => page = app.client.get(url).send().await.unwrap().json().await.unwrap(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["ann", "max", "zoe"]);
+    let sorted: Value = app.get("Patient?_sort=-_id").await.json().await.unwrap();
+    assert_eq!(sorted["entry"][0]["resource"]["id"], "zoe");
+
+    // POST _search takes the same parameters as a form.
+    let response = app
+        .client
+        .post(app.url("Patient/_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("family=mul")
+        .send()
+        .await
+        .unwrap();
+    let bundle: Value = response.json().await.unwrap();
+    assert_eq!(bundle["total"], 1);
+
+    // Deleted and updated resources: search sees the current versions only.
+    app.delete("Patient/ann").await;
+    assert!(ids(&app, "Patient?family=annan").await.is_empty());
+    let mut max: Value = app.get("Patient/max").await.json().await.unwrap();
+    max["name"][0]["family"] = json!("Schmidt");
+    app.put("Patient/max", &max).await;
+    assert!(ids(&app, "Patient?family=muster").await.is_empty());
+    assert_eq!(ids(&app, "Patient?family=schmidt").await, ["max"]);
+}
+
+async fn bad_search_parameters_are_named(app: TestApp) {
+    let body = expect_outcome(app.get("Patient?colour=blue").await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["issue"][0]["expression"][0], "colour");
+    let body = expect_outcome(app.get("Patient?birthdate=yesterday").await, StatusCode::BAD_REQUEST).await;
+    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("yesterday"));
+    let body = expect_outcome(app.get("Patient?_include=Patient:organization").await, StatusCode::BAD_REQUEST).await;
+    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("not supported yet"));
+    expect_outcome(app.get("Patient?gender:fuzzy=x").await, StatusCode::BAD_REQUEST).await;
+    expect_outcome(app.get("Patient?_sort=colour").await, StatusCode::BAD_REQUEST).await;
+    expect_outcome(app.get("Spaceship?name=x").await, StatusCode::NOT_FOUND).await;
+    let lenient =
+        app.client.get(app.url("Patient?colour=blue")).header("prefer", "handling=lenient").send().await.unwrap();
+    assert_eq!(lenient.status(), StatusCode::OK);
+    assert!(lenient.headers()["x-kiln-ignored-parameters"].to_str().unwrap().contains("colour"));
+}
+
+crate::on_both_backends!(
+    string_parameters,
+    token_parameters,
+    date_number_and_quantity_parameters,
+    reference_parameters,
+    common_parameters_and_result_control,
+    bad_search_parameters_are_named,
+);
