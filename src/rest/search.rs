@@ -14,6 +14,7 @@ use crate::fhir::FHIR_JSON;
 use crate::fhir::bundle::{BundleWriter, Entry};
 use crate::fhir::subset::{Subset, Summary};
 use crate::search::query::{self, Cursor, Total};
+use crate::store::VersionRecord;
 
 pub async fn search_get(
     State(state): State<AppState>,
@@ -47,6 +48,40 @@ pub async fn search_post(
         .map_err(|_| FhirError::bad_request(IssueType::Structure, "the form body is not UTF-8"))?;
     params.0.extend(QueryParams::parse(Some(from_body)).0);
     search(&state, &principal, &type_name, params, &headers).await
+}
+
+/// Rounds of `:iterate`, and resources an include may add: bounds on what one page can cost.
+const INCLUDE_ROUNDS: usize = 3;
+const INCLUDE_LIMIT: u32 = 1000;
+
+/// The resources `_include` / `_revinclude` add to a page of matches, each once and none that
+/// is already a match; `:iterate` includes applied again to what was included.
+async fn includes(
+    state: &AppState,
+    principal: &Principal,
+    requested: &[query::Include],
+    matches: &[VersionRecord],
+) -> Result<Vec<VersionRecord>, FhirError> {
+    let mut seen: std::collections::HashSet<(String, String)> =
+        matches.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
+    let mut sources: Vec<(String, String)> = seen.iter().cloned().collect();
+    let mut included = Vec::new();
+    for round in 0..INCLUDE_ROUNDS {
+        let mut found_now = Vec::new();
+        for include in requested.iter().filter(|i| round == 0 || i.iterate) {
+            for record in state.store.includes(&principal.tenant, include, &sources, INCLUDE_LIMIT).await? {
+                if seen.insert((record.resource_type.clone(), record.id.clone())) {
+                    found_now.push(record);
+                }
+            }
+        }
+        if found_now.is_empty() {
+            break;
+        }
+        sources = found_now.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
+        included.extend(found_now);
+    }
+    Ok(included)
 }
 
 async fn search(
@@ -107,14 +142,17 @@ async fn search(
     if let Some(next) = &next_link {
         links.push(("next", next.as_str()));
     }
+    let included = includes(state, principal, &query.include, &records).await?;
     let mut bundle = BundleWriter::new("searchset", total, &links);
-    for record in records {
+    let entries = records.into_iter().map(|r| (r, "match")).chain(included.into_iter().map(|r| (r, "include")));
+    for (record, mode) in entries {
         let full_url = format!("{}/{}/{}", state.base_url, record.resource_type, record.id);
-        let body = query.subset.apply(definition, record.json.unwrap_or_default())?;
+        let record_type = state.registry.resource(&record.resource_type).unwrap_or(definition);
+        let body = query.subset.apply(record_type, record.json.unwrap_or_default())?;
         bundle.push(Entry {
             full_url: &full_url,
             resource: Some(&body),
-            search_mode: Some("match"),
+            search_mode: Some(mode),
             request: None,
             response: None,
         });

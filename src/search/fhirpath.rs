@@ -51,6 +51,22 @@ impl Expression {
         Some(Expression { paths, exists_test: false })
     }
 
+    /// The one type every path's `where(resolve() is T)` restricts references to, if there is one.
+    pub fn resolves_only_to(&self) -> Option<&str> {
+        let mut target = None;
+        for path in &self.paths {
+            let last = path.steps.iter().rev().find_map(|s| match s {
+                Step::ResolvesTo(t) => Some(t.as_str()),
+                _ => None,
+            })?;
+            if target.is_some_and(|t| t != last) {
+                return None;
+            }
+            target = Some(last);
+        }
+        target
+    }
+
     pub fn is_exists_test(&self) -> bool {
         self.exists_test
     }

@@ -43,6 +43,9 @@ pub enum SqlArg {
 pub struct IndexedParam {
     pub def: SearchParamDef,
     pub expression: Expression,
+    /// The types a reference parameter can point to: the definition's targets, narrowed by the
+    /// expression (R4's `patient` parameters list Group too, but select only Patients).
+    pub targets: Vec<String>,
 }
 
 /// The search parameters of every served type, their expressions parsed once.
@@ -68,7 +71,11 @@ impl SearchRegistry {
                 .filter(|p| is_indexed_type(&p.kind))
                 .filter_map(|p| {
                     let expression = Expression::parse(p.expression.as_deref()?)?;
-                    Some(IndexedParam { def: p.clone(), expression })
+                    let targets = match expression.resolves_only_to() {
+                        Some(only) => vec![only.to_string()],
+                        None => p.targets.clone(),
+                    };
+                    Some(IndexedParam { def: p.clone(), expression, targets })
                 })
                 .collect();
             by_type.insert(resource.name.clone(), params);

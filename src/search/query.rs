@@ -4,6 +4,7 @@
 //! Unknown parameters are refused (400) unless the client sends `Prefer: handling=lenient`.
 
 use super::{SearchRegistry, SqlArg, date, number, reference, string, token, uri};
+
 use crate::error::{FhirError, Issue, IssueType};
 use crate::fhir::registry::ResourceType;
 use crate::fhir::subset::Subset;
@@ -67,6 +68,8 @@ pub struct SearchQuery {
     pub echo: Vec<(String, String)>,
     /// Parameters ignored under `Prefer: handling=lenient`.
     pub ignored: Vec<String>,
+    /// `_include` / `_revinclude` requests, applied to the page of matches.
+    pub include: Vec<Include>,
 }
 
 impl SearchQuery {
@@ -121,12 +124,12 @@ pub fn compile(
     max_count: u32,
     default_count: u32,
 ) -> Result<SearchQuery, FhirError> {
-    let search = SearchRegistry::global();
     let mut conditions = String::new();
     let mut args: Vec<SqlArg> = Vec::new();
     let mut issues = Vec::new();
     let mut ignored = Vec::new();
     let mut echo = Vec::new();
+    let mut include = Vec::new();
     for (raw_name, value) in &params.0 {
         if raw_name != "_cursor" {
             echo.push((raw_name.clone(), value.clone()));
@@ -134,110 +137,26 @@ pub fn compile(
         if CONTROL.contains(&raw_name.as_str()) {
             continue;
         }
-        let (name, modifier) = match raw_name.split_once(':') {
-            Some((n, m)) => (n, Some(m)),
-            None => (raw_name.as_str(), None),
-        };
-        let refuse = |issues: &mut Vec<Issue>, message: String| {
-            issues.push(Issue::error(IssueType::NotSupported, message).at(raw_name.clone()));
-        };
-        if NOT_YET.contains(&name) || name.contains('.') {
-            refuse(
-                &mut issues,
-                format!(
-                    "'{raw_name}' is not supported yet (chaining, _has, _include, _revinclude, _text, _content, _filter come later)"
-                ),
-            );
-            continue;
-        }
-        if value.is_empty() {
-            refuse(&mut issues, format!("parameter '{raw_name}' has no value"));
-            continue;
-        }
-        let mut next_placeholder = {
-            let start = args.len() + 3;
-            let mut n = start;
-            move || {
-                let p = format!("${n}");
-                n += 1;
-                p
-            }
-        };
-        // _id and _lastUpdated are columns of the resource row itself.
-        if name == "_id" || name == "_lastUpdated" {
-            if modifier.is_some() {
-                refuse(&mut issues, format!("modifiers are not supported on {name}"));
-                continue;
-            }
-            let mut alternatives = Vec::new();
-            for v in split_or(value) {
-                let result = if name == "_id" {
-                    args.push(SqlArg::Text(v.clone()));
-                    Ok(format!("r.id = {}", next_placeholder()))
-                } else {
-                    date::condition(&v, &mut args, &mut next_placeholder)
-                        .map(|c| c.replace("x.low", "r.last_updated").replace("x.high", "(r.last_updated + 1)"))
-                };
-                match result {
-                    Ok(c) => alternatives.push(format!("({c})")),
-                    Err(e) => refuse(&mut issues, e),
-                }
-            }
-            if !alternatives.is_empty() {
-                conditions.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
+        if let Some(kind) = IncludeKind::of(raw_name) {
+            match Include::parse(kind, raw_name, value) {
+                Ok(parsed) => include.push(parsed),
+                Err(message) => issues.push(Issue::error(IssueType::Invalid, message).at(raw_name.clone())),
             }
             continue;
         }
-        let Some(param) = search.param(&definition.name, name) else {
-            if lenient {
+        let mut builder = ConditionBuilder { base_url, args: &mut args, depth: 0 };
+        match builder.param_condition(&definition.name, "r", raw_name, value) {
+            Ok(condition) => {
+                conditions.push_str(" AND ");
+                conditions.push_str(&condition);
+            }
+            Err(ParamError::Unknown(message)) if lenient => {
+                let _ = message;
                 ignored.push(raw_name.clone());
-            } else {
-                refuse(&mut issues, format!("unknown search parameter '{name}' for {}", definition.name));
             }
-            continue;
-        };
-        let kind = param.def.kind.as_str();
-        let table = format!("search_{kind}");
-        args.push(SqlArg::Text(param.def.code.clone()));
-        let exists = format!(
-            "SELECT 1 FROM {table} x WHERE x.tenant = r.tenant AND x.type = r.type AND x.id = r.id AND x.param = {}",
-            next_placeholder()
-        );
-        if modifier == Some("missing") {
-            match value.as_str() {
-                "true" => conditions.push_str(&format!(" AND NOT EXISTS ({exists})")),
-                "false" => conditions.push_str(&format!(" AND EXISTS ({exists})")),
-                _ => refuse(&mut issues, format!("{raw_name} must be true or false")),
+            Err(ParamError::Unknown(message) | ParamError::Invalid(message)) => {
+                issues.push(Issue::error(IssueType::NotSupported, message).at(raw_name.clone()));
             }
-            continue;
-        }
-        let single_target = (param.def.targets.len() == 1).then(|| param.def.targets[0].as_str());
-        let mut alternatives = Vec::new();
-        let mut negated = modifier == Some("not");
-        for v in split_or(value) {
-            let result = match kind {
-                "string" => string::condition(modifier, &v, &mut args, &mut next_placeholder),
-                "token" => token::condition(modifier, &v, &mut args, &mut next_placeholder),
-                "date" => {
-                    negated |= date::split_prefix(&v).0 == "ne";
-                    date::condition(&v, &mut args, &mut next_placeholder)
-                }
-                "number" => number::value_condition("x.value", &v, &mut args, &mut next_placeholder),
-                "quantity" => number::quantity_condition(&v, &mut args, &mut next_placeholder),
-                "reference" => {
-                    reference::condition(modifier, &v, base_url, single_target, &mut args, &mut next_placeholder)
-                }
-                "uri" => uri::condition(modifier, &v, &mut args, &mut next_placeholder),
-                other => Err(format!("{other} parameters are not supported yet")),
-            };
-            match result {
-                Ok(c) => alternatives.push(format!("({c})")),
-                Err(e) => refuse(&mut issues, e),
-            }
-        }
-        if !alternatives.is_empty() {
-            let keyword = if negated { "NOT EXISTS" } else { "EXISTS" };
-            conditions.push_str(&format!(" AND {keyword} ({exists} AND ({}))", alternatives.join(" OR ")));
         }
     }
 
@@ -279,7 +198,285 @@ pub fn compile(
     if !issues.is_empty() {
         return Err(FhirError::BadRequest(issues));
     }
-    Ok(SearchQuery { conditions, args, sort, count, total, subset: params.subset()?, cursor, echo, ignored })
+    Ok(SearchQuery { conditions, args, sort, count, total, subset: params.subset()?, cursor, echo, ignored, include })
+}
+
+/// Why one parameter could not be compiled.
+enum ParamError {
+    /// Not a parameter of the type (ignored under `Prefer: handling=lenient`).
+    Unknown(String),
+    /// A known parameter used wrongly, or a feature not built yet.
+    Invalid(String),
+}
+
+/// How deep chains and `_has` may nest: deeper requests cost more than they are worth.
+const MAX_DEPTH: usize = 4;
+
+/// Builds the SQL condition of one parameter against the resource row `alias`; chains and
+/// `_has` recurse with a fresh alias per level.
+struct ConditionBuilder<'a> {
+    base_url: &'a str,
+    args: &'a mut Vec<SqlArg>,
+    depth: usize,
+}
+
+impl ConditionBuilder<'_> {
+    fn placeholder(&mut self, arg: SqlArg) -> String {
+        self.args.push(arg);
+        format!("${}", self.args.len() + 2)
+    }
+
+    fn param_condition(
+        &mut self,
+        resource_type: &str,
+        alias: &str,
+        raw_name: &str,
+        value: &str,
+    ) -> Result<String, ParamError> {
+        use ParamError::*;
+        if self.depth > MAX_DEPTH {
+            return Err(Invalid(format!("chains and _has may nest at most {MAX_DEPTH} levels")));
+        }
+        if let Some(reverse) = raw_name.strip_prefix("_has:") {
+            return self.has_condition(resource_type, alias, reverse, value);
+        }
+        if let Some((head, rest)) = raw_name.split_once('.') {
+            return self.chain_condition(resource_type, alias, head, rest, value);
+        }
+        let (name, modifier) = match raw_name.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (raw_name, None),
+        };
+        if NOT_YET.contains(&name) {
+            return Err(Invalid(format!(
+                "'{raw_name}' is not supported yet (_text, _content, _filter, _list and _type come later)"
+            )));
+        }
+        if value.is_empty() {
+            return Err(Invalid(format!("parameter '{raw_name}' has no value")));
+        }
+        // _id and _lastUpdated are columns of the resource row itself.
+        if name == "_id" || name == "_lastUpdated" {
+            if modifier.is_some() {
+                return Err(Invalid(format!("modifiers are not supported on {name}")));
+            }
+            let mut alternatives = Vec::new();
+            for v in split_or(value) {
+                let condition = if name == "_id" {
+                    format!("{alias}.id = {}", self.placeholder(SqlArg::Text(v)))
+                } else {
+                    let mut next = self.next_placeholder_fn();
+                    let mut args = Vec::new();
+                    let c = date::condition(&v, &mut args, &mut next).map_err(Invalid)?;
+                    self.args.extend(args);
+                    c.replace("x.low", &format!("{alias}.last_updated"))
+                        .replace("x.high", &format!("({alias}.last_updated + 1)"))
+                };
+                alternatives.push(format!("({condition})"));
+            }
+            return Ok(format!("({})", alternatives.join(" OR ")));
+        }
+        let Some(param) = SearchRegistry::global().param(resource_type, name) else {
+            return Err(Unknown(format!("unknown search parameter '{name}' for {resource_type}")));
+        };
+        let kind = param.def.kind.clone();
+        let code = param.def.code.clone();
+        let single_target = (param.targets.len() == 1).then(|| param.targets[0].clone());
+        let param_placeholder = self.placeholder(SqlArg::Text(code));
+        let exists = format!(
+            "SELECT 1 FROM search_{kind} x WHERE x.tenant = {alias}.tenant AND x.type = {alias}.type AND x.id = {alias}.id AND x.param = {param_placeholder}"
+        );
+        if modifier == Some("missing") {
+            return match value {
+                "true" => Ok(format!("NOT EXISTS ({exists})")),
+                "false" => Ok(format!("EXISTS ({exists})")),
+                _ => Err(Invalid(format!("{raw_name} must be true or false"))),
+            };
+        }
+        let mut alternatives = Vec::new();
+        let mut negated = modifier == Some("not");
+        for v in split_or(value) {
+            let mut next = self.next_placeholder_fn();
+            let mut args = Vec::new();
+            let result = match kind.as_str() {
+                "string" => string::condition(modifier, &v, &mut args, &mut next),
+                "token" => token::condition(modifier, &v, &mut args, &mut next),
+                "date" => {
+                    negated |= date::split_prefix(&v).0 == "ne";
+                    date::condition(&v, &mut args, &mut next)
+                }
+                "number" => number::value_condition("x.value", &v, &mut args, &mut next),
+                "quantity" => number::quantity_condition(&v, &mut args, &mut next),
+                "reference" => {
+                    reference::condition(modifier, &v, self.base_url, single_target.as_deref(), &mut args, &mut next)
+                }
+                "uri" => uri::condition(modifier, &v, &mut args, &mut next),
+                other => Err(format!("{other} parameters are not supported yet")),
+            };
+            self.args.extend(args);
+            alternatives.push(format!("({})", result.map_err(Invalid)?));
+        }
+        let keyword = if negated { "NOT EXISTS" } else { "EXISTS" };
+        Ok(format!("{keyword} ({exists} AND ({}))", alternatives.join(" OR ")))
+    }
+
+    /// A closure that hands out the placeholders the per-type modules' arguments will take,
+    /// in the order they push them.
+    fn next_placeholder_fn(&self) -> impl FnMut() -> String + use<> {
+        let mut n = self.args.len() + 3;
+        move || {
+            let p = format!("${n}");
+            n += 1;
+            p
+        }
+    }
+
+    /// `subject:Patient.name=x`, `subject.name=x` (single target), several levels deep.
+    fn chain_condition(
+        &mut self,
+        resource_type: &str,
+        alias: &str,
+        head: &str,
+        rest: &str,
+        value: &str,
+    ) -> Result<String, ParamError> {
+        use ParamError::*;
+        let (name, type_modifier) = match head.split_once(':') {
+            Some((n, t)) => (n, Some(t)),
+            None => (head, None),
+        };
+        let param = SearchRegistry::global()
+            .param(resource_type, name)
+            .ok_or_else(|| Unknown(format!("unknown search parameter '{name}' for {resource_type}")))?;
+        if param.def.kind != "reference" {
+            return Err(Invalid(format!("'{name}' is not a reference parameter, so it cannot be chained")));
+        }
+        let target = match (type_modifier, param.targets.as_slice()) {
+            (Some(t), _) => t.to_string(),
+            (None, [only]) => only.clone(),
+            (None, targets) => {
+                return Err(Invalid(format!(
+                    "'{name}' can refer to {}: name the type, e.g. {name}:{}.{rest}",
+                    targets.join(", "),
+                    targets.first().map_or("Patient", String::as_str)
+                )));
+            }
+        };
+        if crate::fhir::registry::Registry::global().resource(&target).is_none() {
+            return Err(Invalid(format!("{target} is not a resource type this server serves")));
+        }
+        let code = self.placeholder(SqlArg::Text(param.def.code.clone()));
+        let target_placeholder = self.placeholder(SqlArg::Text(target.clone()));
+        self.depth += 1;
+        let inner_alias = format!("c{}", self.depth);
+        let inner = self.param_condition(&target, &inner_alias, rest, value);
+        self.depth -= 1;
+        Ok(format!(
+            "EXISTS (SELECT 1 FROM search_reference x{d} JOIN resources {inner_alias} ON {inner_alias}.tenant = x{d}.tenant \
+             AND {inner_alias}.type = x{d}.target_type AND {inner_alias}.id = x{d}.target_id AND NOT {inner_alias}.deleted \
+             WHERE x{d}.tenant = {alias}.tenant AND x{d}.type = {alias}.type AND x{d}.id = {alias}.id AND x{d}.param = {code} \
+             AND x{d}.target_type = {target_placeholder} AND {})",
+            inner?,
+            d = self.depth + 1,
+        ))
+    }
+
+    /// `_has:Observation:patient:code=1234-5`: resources that a resource of another type refers
+    /// to through a parameter and that matches the rest (which may be another `_has`).
+    fn has_condition(
+        &mut self,
+        resource_type: &str,
+        alias: &str,
+        reverse: &str,
+        value: &str,
+    ) -> Result<String, ParamError> {
+        use ParamError::*;
+        let mut parts = reverse.splitn(3, ':');
+        let (Some(referrer), Some(link), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Invalid("_has takes the form _has:Type:reference-parameter:parameter=value".into()));
+        };
+        let param = SearchRegistry::global()
+            .param(referrer, link)
+            .filter(|p| p.def.kind == "reference")
+            .ok_or_else(|| Invalid(format!("'{link}' is not a reference parameter of {referrer}")))?;
+        if !param.targets.is_empty() && !param.targets.iter().any(|t| t == resource_type) {
+            return Err(Invalid(format!("{referrer}.{link} cannot refer to a {resource_type}")));
+        }
+        let code = self.placeholder(SqlArg::Text(param.def.code.clone()));
+        let referrer_placeholder = self.placeholder(SqlArg::Text(referrer.to_string()));
+        self.depth += 1;
+        let inner_alias = format!("h{}", self.depth);
+        let inner = self.param_condition(referrer, &inner_alias, rest, value);
+        self.depth -= 1;
+        Ok(format!(
+            "EXISTS (SELECT 1 FROM search_reference y{d} JOIN resources {inner_alias} ON {inner_alias}.tenant = y{d}.tenant \
+             AND {inner_alias}.type = y{d}.type AND {inner_alias}.id = y{d}.id AND NOT {inner_alias}.deleted \
+             WHERE y{d}.tenant = {alias}.tenant AND y{d}.type = {referrer_placeholder} AND y{d}.param = {code} \
+             AND y{d}.target_type = {alias}.type AND y{d}.target_id = {alias}.id AND {})",
+            inner?,
+            d = self.depth + 1,
+        ))
+    }
+}
+
+/// `_include` or `_revinclude` (search.html#include).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeKind {
+    Include,
+    RevInclude,
+}
+
+impl IncludeKind {
+    fn of(raw_name: &str) -> Option<IncludeKind> {
+        match raw_name {
+            "_include" | "_include:iterate" => Some(IncludeKind::Include),
+            "_revinclude" | "_revinclude:iterate" => Some(IncludeKind::RevInclude),
+            _ => None,
+        }
+    }
+}
+
+/// `_include=Observation:subject[:Patient]`, `_revinclude=Observation:subject`, `*` for every
+/// reference parameter; `:iterate` applies it to included resources too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub kind: IncludeKind,
+    pub source_type: String,
+    /// `None` for `*`.
+    pub param: Option<String>,
+    pub target_type: Option<String>,
+    pub iterate: bool,
+}
+
+impl Include {
+    fn parse(kind: IncludeKind, raw_name: &str, value: &str) -> Result<Include, String> {
+        let mut parts = value.split(':');
+        let source_type = parts.next().unwrap_or_default();
+        let param = parts
+            .next()
+            .ok_or_else(|| format!("{raw_name} takes Type:parameter[:TargetType], e.g. Observation:subject"))?;
+        let target_type = parts.next().map(str::to_string);
+        let registry = crate::fhir::registry::Registry::global();
+        if registry.resource(source_type).is_none() {
+            return Err(format!("{source_type} is not a resource type this server serves"));
+        }
+        let param = if param == "*" {
+            None
+        } else {
+            SearchRegistry::global()
+                .param(source_type, param)
+                .filter(|p| p.def.kind == "reference")
+                .ok_or_else(|| format!("'{param}' is not a reference parameter of {source_type}"))?;
+            Some(param.to_string())
+        };
+        Ok(Include {
+            kind,
+            source_type: source_type.to_string(),
+            param,
+            target_type,
+            iterate: raw_name.ends_with(":iterate"),
+        })
+    }
 }
 
 /// Comma-separated alternatives, with `\,` for a literal comma.
@@ -320,9 +517,9 @@ mod tests {
 
     #[test]
     fn unknown_and_unsupported_parameters_are_named() {
-        let err = compile_query("colour=blue&_include=Patient:organization&general-practitioner.name=x").unwrap_err();
+        let err = compile_query("colour=blue&_include=Patient:colour&general-practitioner.name=x&_text=x").unwrap_err();
         let named: Vec<String> = err.issues().into_iter().flat_map(|i| i.expression).collect();
-        assert_eq!(named, ["colour", "_include", "general-practitioner.name"]);
+        assert_eq!(named, ["colour", "_include", "general-practitioner.name", "_text"]);
         assert!(compile_query("birthdate=yesterday").is_err());
         assert!(compile_query("_count=100000").is_err());
     }

@@ -14,7 +14,7 @@ use crate::error::FhirError;
 use crate::fhir::instant::Micros;
 use crate::fhir::json::ResourceBody;
 use crate::search::IndexRow;
-use crate::search::query::SearchQuery;
+use crate::search::query::{Include, SearchQuery};
 
 /// How a version came to be, as history reports it in `Bundle.entry.request.method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +206,15 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         resource_type: &str,
         query: &SearchQuery,
+    ) -> StoreResult<Vec<VersionRecord>>;
+    /// The resources an `_include` (referred to by `sources`) or `_revinclude` (referring to
+    /// `sources`) adds, at most `limit` of them. `sources` are `(type, id)` pairs.
+    async fn includes(
+        &self,
+        tenant: &TenantId,
+        include: &Include,
+        sources: &[(String, String)],
+        limit: u32,
     ) -> StoreResult<Vec<VersionRecord>>;
     /// How many current, live resources match the query (its cursor ignored).
     async fn count(&self, tenant: &TenantId, resource_type: &str, query: &SearchQuery) -> StoreResult<u64>;

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
-use crate::search::query::SearchQuery;
+use crate::search::query::{Include, IncludeKind, SearchQuery};
 use crate::search::{IndexRow, SqlArg};
 
 /// What differs between the SQL backends.
@@ -271,20 +271,76 @@ where
             statement = bind_arg(statement, arg);
         }
         let rows = statement.fetch_all(&self.reads).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(VersionRecord {
-                    resource_type: row.try_get(0)?,
-                    id: row.try_get(1)?,
-                    version: row.try_get(2)?,
-                    last_updated: row.try_get(3)?,
-                    deleted: row.try_get(4)?,
-                    method: WriteMethod::Update,
-                    json: row.try_get(5)?,
-                    seq: 0,
-                })
-            })
-            .collect()
+        rows.iter().map(current_record).collect()
+    }
+
+    async fn includes(
+        &self,
+        tenant: &TenantId,
+        include: &Include,
+        sources: &[(String, String)],
+        limit: u32,
+    ) -> StoreResult<Vec<VersionRecord>> {
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args: Vec<SqlArg> = vec![SqlArg::Text(tenant.to_string())];
+        let mut bind = |arg: SqlArg| {
+            args.push(arg);
+            format!("${}", args.len())
+        };
+        let mut filters = String::new();
+        if let Some(param) = &include.param {
+            filters.push_str(&format!(" AND x.param = {}", bind(SqlArg::Text(param.clone()))));
+        }
+        if let Some(target) = &include.target_type {
+            filters.push_str(&format!(" AND x.target_type = {}", bind(SqlArg::Text(target.clone()))));
+        }
+        let source_type = bind(SqlArg::Text(include.source_type.clone()));
+        let sql = match include.kind {
+            // The resources the sources refer to.
+            IncludeKind::Include => {
+                let ids: Vec<String> = sources
+                    .iter()
+                    .filter(|(t, _)| *t == include.source_type)
+                    .map(|(_, id)| bind(SqlArg::Text(id.clone())))
+                    .collect();
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                format!(
+                    "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.json FROM resources r WHERE r.tenant = $1 \
+                     AND NOT r.deleted AND EXISTS (SELECT 1 FROM search_reference x WHERE x.tenant = r.tenant \
+                     AND x.type = {source_type} AND x.id IN ({}) AND x.target_type = r.type AND x.target_id = r.id{filters}) LIMIT {limit}",
+                    ids.join(", ")
+                )
+            }
+            // The resources of source_type that refer to the sources.
+            IncludeKind::RevInclude => {
+                let targets: Vec<String> = sources
+                    .iter()
+                    .map(|(t, id)| {
+                        format!(
+                            "(x.target_type = {} AND x.target_id = {})",
+                            bind(SqlArg::Text(t.clone())),
+                            bind(SqlArg::Text(id.clone()))
+                        )
+                    })
+                    .collect();
+                format!(
+                    "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.json FROM resources r WHERE r.tenant = $1 \
+                     AND r.type = {source_type} AND NOT r.deleted AND EXISTS (SELECT 1 FROM search_reference x WHERE \
+                     x.tenant = r.tenant AND x.type = r.type AND x.id = r.id{filters} AND ({})) LIMIT {limit}",
+                    targets.join(" OR ")
+                )
+            }
+        };
+        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for arg in args {
+            statement = bind_arg(statement, arg);
+        }
+        let rows = statement.fetch_all(&self.reads).await?;
+        rows.iter().map(current_record).collect()
     }
 
     async fn count(&self, tenant: &TenantId, resource_type: &str, query: &SearchQuery) -> StoreResult<u64> {
@@ -571,6 +627,29 @@ where
         Some(arg) => bind_arg(statement, arg),
         None => statement.bind(None::<String>),
     }
+}
+
+/// A row of `resources` selected as (type, id, version, last_updated, deleted, json).
+fn current_record<R>(row: &R) -> StoreResult<VersionRecord>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'e> i64: Decode<'e, R::Database> + Type<R::Database>,
+    for<'e> bool: Decode<'e, R::Database> + Type<R::Database>,
+    for<'e> String: Decode<'e, R::Database> + Type<R::Database>,
+    for<'e> Vec<u8>: Decode<'e, R::Database> + Type<R::Database>,
+{
+    let deleted: bool = row.try_get(4)?;
+    Ok(VersionRecord {
+        resource_type: row.try_get(0)?,
+        id: row.try_get(1)?,
+        version: row.try_get(2)?,
+        last_updated: row.try_get(3)?,
+        deleted,
+        method: if deleted { WriteMethod::Delete } else { WriteMethod::Update },
+        json: row.try_get(5)?,
+        seq: 0,
+    })
 }
 
 fn version_record<R>(row: &R) -> StoreResult<VersionRecord>
