@@ -120,6 +120,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/{type}/_history", get(history::type_history))
         .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete))
         .route("/{type}/{id}/_history", get(history::instance_history))
+        .route("/{compartment}/{id}/{type}", get(rest::search::compartment_search))
         .route("/{type}/{id}/_history/{version}", get(vread::vread))
         .fallback(not_found)
         .layer(middleware::from_fn(rest::format::negotiate));

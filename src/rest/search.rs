@@ -23,7 +23,28 @@ pub async fn search_get(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, FhirError> {
-    search(&state, &principal, &type_name, QueryParams::parse(raw.as_deref()), &headers).await
+    search(&state, &principal, &type_name, QueryParams::parse(raw.as_deref()), &headers, None).await
+}
+
+/// `GET [base]/Patient/[id]/[type]?…`: search within a patient's compartment
+/// (http.html#search, compartmentdefinition-patient).
+pub async fn compartment_search(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((compartment, id, type_name)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, FhirError> {
+    if compartment != "Patient" {
+        resource_type(&state, &compartment)?;
+        return Err(FhirError::bad_request(
+            IssueType::NotSupported,
+            format!("only the Patient compartment is supported, not {compartment}"),
+        ));
+    }
+    let id = super::logical_id(&id)?;
+    let params = QueryParams::parse(raw.as_deref());
+    search(&state, &principal, &type_name, params, &headers, Some(id)).await
 }
 
 /// `POST [type]/_search` with `application/x-www-form-urlencoded` parameters (and possibly
@@ -47,7 +68,7 @@ pub async fn search_post(
     let from_body = std::str::from_utf8(&body)
         .map_err(|_| FhirError::bad_request(IssueType::Structure, "the form body is not UTF-8"))?;
     params.0.extend(QueryParams::parse(Some(from_body)).0);
-    search(&state, &principal, &type_name, params, &headers).await
+    search(&state, &principal, &type_name, params, &headers, None).await
 }
 
 /// Rounds of `:iterate`, and resources an include may add: bounds on what one page can cost.
@@ -90,6 +111,7 @@ async fn search(
     type_name: &str,
     params: QueryParams,
     headers: &HeaderMap,
+    patient_compartment: Option<&str>,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(state, type_name)?;
     let lenient = headers
@@ -98,7 +120,7 @@ async fn search(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|t| t.trim() == "handling=lenient"));
     let settings = &state.settings;
-    let query = query::compile(
+    let mut query = query::compile(
         definition,
         &params,
         &state.base_url,
@@ -106,6 +128,13 @@ async fn search(
         settings.max_page_size,
         settings.default_page_size,
     )?;
+    if let Some(patient) = patient_compartment {
+        query.within_patient_compartment(&definition.name, patient)?;
+    }
+    let path = match patient_compartment {
+        Some(patient) => format!("Patient/{patient}/{}", definition.name),
+        None => definition.name.clone(),
+    };
     let summary_count = query.subset == Subset::Summary(Summary::Count);
     let total = match query.total {
         Total::Accurate => Some(state.store.count(&principal.tenant, &definition.name, &query).await?),
@@ -129,9 +158,9 @@ async fn search(
         }
         let encoded = serializer.finish();
         if encoded.is_empty() {
-            format!("{}/{}", state.base_url, definition.name)
+            format!("{}/{path}", state.base_url)
         } else {
-            format!("{}/{}?{encoded}", state.base_url, definition.name)
+            format!("{}/{path}?{encoded}", state.base_url)
         }
     };
     let self_link = link(query.cursor.as_ref());

@@ -201,6 +201,42 @@ pub fn compile(
     Ok(SearchQuery { conditions, args, sort, count, total, subset: params.subset()?, cursor, echo, ignored, include })
 }
 
+impl SearchQuery {
+    /// Confines the search to the Patient compartment of `patient_id` (FHIR R4
+    /// compartmentdefinition-patient): resources that refer to the patient through one of the
+    /// parameters the compartment definition names for their type, or the patient itself.
+    pub fn within_patient_compartment(&mut self, resource_type: &str, patient_id: &str) -> Result<(), FhirError> {
+        let registry = crate::fhir::registry::Registry::global();
+        let params = registry.patient_compartment.get(resource_type).cloned().unwrap_or_default();
+        let mut alternatives = Vec::new();
+        let bind = |args: &mut Vec<SqlArg>, arg: SqlArg| {
+            args.push(arg);
+            format!("${}", args.len() + 2)
+        };
+        if resource_type == "Patient" {
+            alternatives.push(format!("r.id = {}", bind(&mut self.args, SqlArg::Text(patient_id.to_string()))));
+        }
+        for param in params.iter().filter(|p| SearchRegistry::global().param(resource_type, p).is_some()) {
+            let code = bind(&mut self.args, SqlArg::Text(param.clone()));
+            let id = bind(&mut self.args, SqlArg::Text(patient_id.to_string()));
+            alternatives.push(format!(
+                "EXISTS (SELECT 1 FROM search_reference x WHERE x.tenant = r.tenant AND x.type = r.type AND x.id = r.id \
+                 AND x.param = {code} AND x.target_type = 'Patient' AND x.target_id = {id})"
+            ));
+        }
+        if alternatives.is_empty() {
+            return Err(FhirError::bad_request(
+                IssueType::NotSupported,
+                format!("{resource_type} resources are not part of the Patient compartment"),
+            ));
+        }
+        // The compartment condition goes first: its placeholders were numbered after the query's,
+        // which stays valid wherever the text is placed.
+        self.conditions = format!(" AND ({}){}", alternatives.join(" OR "), self.conditions);
+        Ok(())
+    }
+}
+
 /// Why one parameter could not be compiled.
 enum ParamError {
     /// Not a parameter of the type (ignored under `Prefer: handling=lenient`).

@@ -233,6 +233,23 @@ async fn includes_and_revincludes(app: TestApp) {
     expect_outcome(app.get("Observation?_include=Spaceship:subject").await, StatusCode::BAD_REQUEST).await;
 }
 
+async fn patient_compartment_search(app: TestApp) {
+    seed(&app).await;
+    assert_eq!(ids(&app, "Patient/zoe/Observation").await, ["o1", "o2"]);
+    assert_eq!(ids(&app, "Patient/zoe/Observation?value-quantity=gt100").await, ["o2"]);
+    assert_eq!(ids(&app, "Patient/max/Observation").await, ["o3"]);
+    assert_eq!(ids(&app, "Patient/zoe/Patient").await, ["zoe"]);
+    let bundle: Value = app.get("Patient/zoe/Observation?_count=1").await.json().await.unwrap();
+    let next = bundle["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(next.starts_with(&app.url("Patient/zoe/Observation?")), "{next}");
+    expect_outcome(app.get("Patient/zoe/Practitioner").await, StatusCode::BAD_REQUEST).await;
+    expect_outcome(app.get("Encounter/e1/Observation").await, StatusCode::BAD_REQUEST).await;
+    expect_outcome(app.get("Patient/zoe/Spaceship").await, StatusCode::NOT_FOUND).await;
+}
+
 async fn bad_search_parameters_are_named(app: TestApp) {
     let body = expect_outcome(app.get("Patient?colour=blue").await, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["issue"][0]["expression"][0], "colour");
@@ -257,5 +274,6 @@ crate::on_both_backends!(
     common_parameters_and_result_control,
     chains_and_reverse_chains,
     includes_and_revincludes,
+    patient_compartment_search,
     bad_search_parameters_are_named,
 );
