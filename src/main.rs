@@ -20,10 +20,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the FHIR server (default: 127.0.0.1:8080, SQLite at ./data/kiln.db).
+    #[command(after_help = SETTINGS_HELP)]
     Serve,
     /// Create or upgrade the database schema, then exit.
+    #[command(after_help = SETTINGS_HELP)]
     Migrate,
 }
+
+const SETTINGS_HELP: &str = "Settings (TOML keys, or KILN_<KEY> environment variables; see docs/configuration.md):
+  KILN_DATABASE_URL        sqlite://data/kiln.db (default) or postgres://user:pass@host/db
+  KILN_LISTEN              host:port to listen on (default 127.0.0.1:8080; port 0 picks one)
+  KILN_BASE_URL            public base URL of the FHIR API (default http://<listen>/fhir)
+  KILN_MAX_BODY_BYTES      largest request body (default 16 MiB)
+  KILN_DEFAULT_TENANT      the clinic requests act in (default 'default')
+  KILN_DB_POOL_SIZE, KILN_MAX_PAGE_SIZE, KILN_DEFAULT_PAGE_SIZE, KILN_REQUEST_TIMEOUT_SECS, KILN_LOG";
 
 #[tokio::main]
 async fn main() -> ExitCode {

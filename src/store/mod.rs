@@ -125,6 +125,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(String),
+    #[error("{0}")]
+    Configuration(String),
     /// A unique business key is already held by another resource.
     #[error("{kind} '{key}' is already used by {owner}")]
     KeyTaken { kind: String, key: String, owner: String },
@@ -145,7 +147,7 @@ impl From<StoreError> for FhirError {
                 FhirError::PreconditionFailed("the resource does not exist, so If-Match cannot match".into())
             }
             StoreError::Database(e) => e.into(),
-            StoreError::Migration(e) => FhirError::Internal(e),
+            StoreError::Migration(e) | StoreError::Configuration(e) => FhirError::Internal(e),
             StoreError::KeyTaken { .. } | StoreError::Overlap { .. } => FhirError::Conflict(err.to_string()),
         }
     }
@@ -294,7 +296,7 @@ pub async fn connect(database_url: &str, pool_size: u32) -> StoreResult<DynStore
     } else if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::connect(database_url, pool_size).await?))
     } else {
-        Err(StoreError::Migration(format!(
+        Err(StoreError::Configuration(format!(
             "unsupported database URL '{}': use sqlite://path or postgres://…",
             database_url.split('@').next_back().unwrap_or("")
         )))

@@ -44,7 +44,7 @@ pub async fn connect(url: &str, pool_size: u32) -> StoreResult<SqliteStore> {
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Migration(format!("cannot create {}: {e}", parent.display())))?;
+            .map_err(|e| StoreError::Configuration(format!("cannot create {}: {e}", parent.display())))?;
     }
     let writes = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
     migrator().run(&writes).await.map_err(|e| StoreError::Migration(e.to_string()))?;
