@@ -164,9 +164,12 @@ async fn search(
         }
     };
     let self_link = link(query.cursor.as_ref());
-    let next_link = has_more
-        .then(|| records.last().map(|r| link(Some(&Cursor { last_updated: r.last_updated, id: r.id.clone() }))))
-        .flatten();
+    let next_cursor = if query.sort.pages_by_offset() {
+        Cursor::Offset(Cursor::offset(query.cursor.as_ref()) + records.len() as u64)
+    } else {
+        records.last().map_or(Cursor::Offset(0), |r| Cursor::After { last_updated: r.last_updated, id: r.id.clone() })
+    };
+    let next_link = has_more.then(|| link(Some(&next_cursor)));
     let mut links = vec![("self", self_link.as_str())];
     if let Some(next) = &next_link {
         links.push(("next", next.as_str()));

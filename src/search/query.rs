@@ -10,23 +10,30 @@ use crate::fhir::registry::ResourceType;
 use crate::fhir::subset::Subset;
 use crate::rest::QueryParams;
 
-/// The order of results; each has its own keyset cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The order of results. The `_id` and `_lastUpdated` orders page by keyset; an order by other
+/// parameters (`ORDER BY` over their index values, resources without one last) pages by offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sort {
     IdAscending,
     IdDescending,
     LastUpdatedAscending,
     LastUpdatedDescending,
+    ByParameters(String),
 }
 
 impl Sort {
-    pub fn order_by(self) -> &'static str {
+    pub fn order_by(&self) -> &str {
         match self {
             Sort::IdAscending => "r.id ASC",
             Sort::IdDescending => "r.id DESC",
             Sort::LastUpdatedAscending => "r.last_updated ASC, r.id ASC",
             Sort::LastUpdatedDescending => "r.last_updated DESC, r.id DESC",
+            Sort::ByParameters(order) => order,
         }
+    }
+
+    pub fn pages_by_offset(&self) -> bool {
+        matches!(self, Sort::ByParameters(_))
     }
 }
 
@@ -36,21 +43,36 @@ pub enum Total {
     Accurate,
 }
 
-/// Where a page starts: after the last entry of the previous page.
+/// Where a page starts: after the last entry of the previous page, or (for orders by other
+/// parameters) after a number of entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub last_updated: i64,
-    pub id: String,
+pub enum Cursor {
+    After { last_updated: i64, id: String },
+    Offset(u64),
 }
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        format!("{}:{}", self.last_updated, self.id)
+        match self {
+            Cursor::After { last_updated, id } => format!("{last_updated}:{id}"),
+            Cursor::Offset(n) => format!("+{n}"),
+        }
     }
 
     fn decode(text: &str) -> Option<Cursor> {
+        if let Some(n) = text.strip_prefix('+') {
+            return n.parse().ok().map(Cursor::Offset);
+        }
         let (last_updated, id) = text.split_once(':')?;
-        Some(Cursor { last_updated: last_updated.parse().ok()?, id: id.to_string() })
+        Some(Cursor::After { last_updated: last_updated.parse().ok()?, id: id.to_string() })
+    }
+
+    /// The offset this cursor stands for (0 for keyset cursors).
+    pub fn offset(cursor: Option<&Cursor>) -> u64 {
+        match cursor {
+            Some(Cursor::Offset(n)) => *n,
+            _ => 0,
+        }
     }
 }
 
@@ -77,10 +99,11 @@ impl SearchQuery {
     pub fn paged_conditions(&self) -> (String, Vec<SqlArg>) {
         let mut conditions = self.conditions.clone();
         let mut args = self.args.clone();
-        if let Some(cursor) = &self.cursor {
+        if let Some(Cursor::After { last_updated, id: last_id }) = &self.cursor {
             let n = args.len() + 3;
             let (lu, id) = (format!("${n}"), format!("${}", n + 1));
-            let clause = match self.sort {
+            let clause = match &self.sort {
+                Sort::ByParameters(_) => String::new(),
                 Sort::IdAscending => format!(" AND r.id > {id}"),
                 Sort::IdDescending => format!(" AND r.id < {id}"),
                 Sort::LastUpdatedAscending => {
@@ -91,8 +114,8 @@ impl SearchQuery {
                 }
             };
             conditions.push_str(&clause);
-            args.push(SqlArg::Int(cursor.last_updated));
-            args.push(SqlArg::Text(cursor.id.clone()));
+            args.push(SqlArg::Int(*last_updated));
+            args.push(SqlArg::Text(last_id.clone()));
         }
         (conditions, args)
     }
@@ -181,12 +204,7 @@ pub fn compile(
         Some("-_id") => Sort::IdDescending,
         Some("_lastUpdated") => Sort::LastUpdatedAscending,
         Some("-_lastUpdated") => Sort::LastUpdatedDescending,
-        Some(other) => {
-            return Err(FhirError::bad_request(
-                IssueType::NotSupported,
-                format!("_sort={other} is not supported yet; sort by _id or _lastUpdated (prefix - for descending)"),
-            ));
-        }
+        Some(keys) => sort_by_parameters(&definition.name, keys)?,
     };
     let cursor = params
         .get("_cursor")
@@ -513,6 +531,65 @@ impl Include {
             iterate: raw_name.ends_with(":iterate"),
         })
     }
+}
+
+/// `_sort=a,-b`: one `ORDER BY` key per parameter, over the parameter's index values (the
+/// smallest for ascending, the largest for descending), resources lacking it last, then `_id`.
+fn sort_by_parameters(resource_type: &str, keys: &str) -> Result<Sort, FhirError> {
+    let mut order = Vec::new();
+    for key in keys.split(',').map(str::trim) {
+        let (descending, name) = match key.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, key),
+        };
+        let column = match name {
+            "_id" => "r.id".to_string(),
+            "_lastUpdated" => "r.last_updated".to_string(),
+            _ => {
+                let param = SearchRegistry::global().param(resource_type, name).ok_or_else(|| {
+                    FhirError::BadRequest(vec![
+                        Issue::error(
+                            IssueType::NotSupported,
+                            format!("cannot sort by '{name}': not a search parameter of {resource_type}"),
+                        )
+                        .at("_sort"),
+                    ])
+                })?;
+                let (aggregate, value) = match (param.def.kind.as_str(), descending) {
+                    ("string", _) => ("MIN", "x.normalized"),
+                    ("token", _) => ("MIN", "x.code"),
+                    ("date", false) => ("MIN", "x.low"),
+                    ("date", true) => ("MAX", "x.high"),
+                    ("number" | "quantity", false) => ("MIN", "x.value"),
+                    ("number" | "quantity", true) => ("MAX", "x.value"),
+                    ("reference", _) => ("MIN", "x.target_id"),
+                    ("uri", _) => ("MIN", "x.value"),
+                    (other, _) => {
+                        return Err(FhirError::bad_request(
+                            IssueType::NotSupported,
+                            format!("cannot sort by {other} parameters"),
+                        ));
+                    }
+                };
+                // The code comes from the registry, not the request, and is checked to be plain
+                // ([A-Za-z0-9_-]): it can stand in the SQL as a literal, which keeps the count
+                // query (which has no ORDER BY) free of unused bind parameters.
+                let code = &param.def.code;
+                if !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    return Err(FhirError::internal(format!("unexpected search parameter code {code:?}")));
+                }
+                format!(
+                    "(SELECT {aggregate}({value}) FROM search_{} x WHERE x.tenant = r.tenant AND x.type = r.type \
+                     AND x.id = r.id AND x.param = '{code}')",
+                    param.def.kind
+                )
+            }
+        };
+        let direction = if descending { "DESC" } else { "ASC" };
+        order.push(format!("{column} {direction} NULLS LAST"));
+    }
+    order.push("r.id ASC".to_string());
+    Ok(Sort::ByParameters(order.join(", ")))
 }
 
 /// Comma-separated alternatives, with `\,` for a literal comma.

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
-use crate::search::query::{Include, IncludeKind, SearchQuery};
+use crate::search::query::{Cursor, Include, IncludeKind, SearchQuery};
 use crate::search::{IndexRow, SqlArg};
 
 /// What differs between the SQL backends.
@@ -261,9 +261,10 @@ where
         let (conditions, args) = query.paged_conditions();
         let sql = format!(
             "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.json FROM resources r \
-             WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted{conditions} ORDER BY {} LIMIT {}",
+             WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted{conditions} ORDER BY {} LIMIT {} OFFSET {}",
             query.sort.order_by(),
-            u64::from(query.count) + 1
+            u64::from(query.count) + 1,
+            Cursor::offset(query.cursor.as_ref()),
         );
         let mut statement =
             sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string()).bind(resource_type.to_string());

@@ -59,6 +59,7 @@ impl TestApp {
         let (database_url, dir) = fresh_database(backend).await?;
         let mut settings = settings(&database_url);
         tweak(&mut settings);
+        kiln::telemetry::init(&settings.log);
         let app = customise(Application::build(settings).await.expect("the app starts"));
         let port = app.port();
         let (tx, rx) = oneshot::channel::<()>();
