@@ -333,8 +333,13 @@ impl ConditionBuilder<'_> {
         let Some(param) = SearchRegistry::global().param(resource_type, name) else {
             return Err(Unknown(format!("unknown search parameter '{name}' for {resource_type}")));
         };
-        let kind = param.def.kind.clone();
-        let code = param.def.code.clone();
+        // :identifier (references) and :of-type (identifiers) search token rows indexed under a
+        // derived parameter name.
+        let (kind, code) = match (param.def.kind.as_str(), modifier) {
+            ("reference", Some("identifier")) => ("token".to_string(), reference::identifier_param(&param.def.code)),
+            ("token", Some("of-type")) => ("token".to_string(), token::of_type_param(&param.def.code)),
+            _ => (param.def.kind.clone(), param.def.code.clone()),
+        };
         let single_target = (param.targets.len() == 1).then(|| param.targets[0].clone());
         let param_placeholder = self.placeholder(SqlArg::Text(code));
         let exists = format!(
@@ -354,6 +359,8 @@ impl ConditionBuilder<'_> {
             let mut args = Vec::new();
             let result = match kind.as_str() {
                 "string" => string::condition(modifier, &v, &mut args, &mut next),
+                "token" if modifier == Some("of-type") => token::of_type_condition(&v, &mut args, &mut next),
+                "token" if modifier == Some("identifier") => token::condition(None, &v, &mut args, &mut next),
                 "token" => token::condition(modifier, &v, &mut args, &mut next),
                 "date" => {
                     negated |= date::split_prefix(&v).0 == "ne";

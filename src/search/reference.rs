@@ -6,7 +6,22 @@ use serde_json::Value;
 use super::fhirpath::{Found, reference_type};
 use super::{IndexRow, SqlArg};
 
+/// The token parameter under which a reference parameter's `Reference.identifier` is indexed,
+/// for the `:identifier` modifier.
+pub fn identifier_param(param: &str) -> String {
+    format!("{param}:identifier")
+}
+
 pub fn extract(param: &str, found: &Found<'_>, rows: &mut Vec<IndexRow>) {
+    if let Some(identifier) = found.value.get("identifier") {
+        let text = |key: &str| identifier.get(key).and_then(Value::as_str).map(str::to_string);
+        rows.push(IndexRow::Token {
+            param: identifier_param(param),
+            system: text("system"),
+            code: text("value"),
+            text: None,
+        });
+    }
     let reference = match found.type_code.as_str() {
         "Reference" => found.value.get("reference").and_then(Value::as_str),
         "canonical" | "uri" | "url" => found.value.as_str(),
@@ -47,7 +62,7 @@ pub fn condition(
 ) -> Result<String, String> {
     let value = value.strip_prefix(base).map(|v| v.trim_start_matches('/')).unwrap_or(value);
     let type_modifier = modifier.filter(|m| m.chars().next().is_some_and(|c| c.is_ascii_uppercase()));
-    if let Some(m) = modifier.filter(|m| type_modifier.is_none() && *m != "missing") {
+    if let Some(m) = modifier.filter(|m| type_modifier.is_none() && !matches!(*m, "missing" | "identifier")) {
         return Err(format!("modifier :{m} is not supported on reference parameters yet"));
     }
     if value.contains("://") || value.starts_with("urn:") {

@@ -33,6 +33,21 @@ pub fn extract(param: &str, found: &Found<'_>, rows: &mut Vec<IndexRow>) {
         "Identifier" => {
             let type_text = value.get("type").and_then(|t| t.get("text")).and_then(Value::as_str);
             rows.push(row(text_of(value, "system"), text_of(value, "value"), type_text));
+            // For :of-type: the identifier's type coding and value, as system = type system,
+            // code = "type-code|value".
+            if let Some(identifier_value) = text_of(value, "value") {
+                let codings = value.get("type").and_then(|t| t.get("coding")).and_then(Value::as_array);
+                for coding in codings.into_iter().flatten() {
+                    if let Some(type_code) = text_of(coding, "code") {
+                        rows.push(IndexRow::Token {
+                            param: of_type_param(param),
+                            system: text_of(coding, "system").map(str::to_string),
+                            code: Some(format!("{type_code}|{identifier_value}")),
+                            text: None,
+                        });
+                    }
+                }
+            }
         }
         "ContactPoint" => rows.push(row(text_of(value, "system"), text_of(value, "value"), None)),
         "boolean" => {
@@ -48,6 +63,27 @@ pub fn extract(param: &str, found: &Found<'_>, rows: &mut Vec<IndexRow>) {
     }
 }
 
+/// The token parameter under which identifiers are indexed by type, for `:of-type`.
+pub fn of_type_param(param: &str) -> String {
+    format!("{param}:of-type")
+}
+
+/// `:of-type=system|type-code|value` on the row `x` of the parameter's `:of-type` rows.
+pub fn of_type_condition(
+    value: &str,
+    args: &mut Vec<SqlArg>,
+    next: &mut dyn FnMut() -> String,
+) -> Result<String, String> {
+    let mut parts = value.splitn(3, '|');
+    let (Some(system), Some(type_code), Some(identifier)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("identifier:of-type takes system|type-code|value".into());
+    };
+    args.push(SqlArg::Text(system.to_string()));
+    let system_placeholder = next();
+    args.push(SqlArg::Text(format!("{type_code}|{identifier}")));
+    Ok(format!("x.system = {system_placeholder} AND x.code = {}", next()))
+}
+
 /// The condition on the `search_token` row `x` for one value (`:not` is applied by the caller).
 pub fn condition(
     modifier: Option<&str>,
@@ -59,7 +95,7 @@ pub fn condition(
         args.push(SqlArg::Text(format!("{}%", like_escape(&normalize(value)))));
         return Ok(format!("x.text LIKE {} ESCAPE '\\'", next()));
     }
-    if let Some(m) = modifier.filter(|m| *m != "not") {
+    if let Some(m) = modifier.filter(|m| !matches!(*m, "not" | "of-type")) {
         return Err(format!("modifier :{m} is not supported on token parameters yet"));
     }
     Ok(match value.split_once('|') {

@@ -251,6 +251,26 @@ async fn includes_and_revincludes(app: TestApp) {
     expect_outcome(app.get("Observation?_include=Spaceship:subject").await, StatusCode::BAD_REQUEST).await;
 }
 
+async fn identifier_modifiers(app: TestApp) {
+    let patient = json!({"resourceType": "Patient", "id": "idp", "identifier": [{
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+        "system": "urn:clinic", "value": "MRN-9"}]});
+    app.put("Patient/idp", &patient).await;
+    assert_eq!(
+        ids(&app, "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|MRN-9").await,
+        ["idp"]
+    );
+    assert!(
+        ids(&app, "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|SS|MRN-9").await.is_empty()
+    );
+    expect_outcome(app.get("Patient?identifier:of-type=MR").await, StatusCode::BAD_REQUEST).await;
+    let obs = json!({"resourceType": "Observation", "id": "by-identifier", "status": "final", "code": {"text": "x"},
+        "subject": {"identifier": {"system": "urn:clinic", "value": "MRN-9"}}});
+    app.put("Observation/by-identifier", &obs).await;
+    assert_eq!(ids(&app, "Observation?subject:identifier=urn:clinic|MRN-9").await, ["by-identifier"]);
+    assert!(ids(&app, "Observation?subject:identifier=urn:clinic|MRN-1").await.is_empty());
+}
+
 async fn patient_compartment_search(app: TestApp) {
     seed(&app).await;
     assert_eq!(ids(&app, "Patient/zoe/Observation").await, ["o1", "o2"]);
@@ -294,5 +314,6 @@ crate::on_both_backends!(
     chains_and_reverse_chains,
     includes_and_revincludes,
     patient_compartment_search,
+    identifier_modifiers,
     bad_search_parameters_are_named,
 );
