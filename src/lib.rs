@@ -4,6 +4,7 @@
 pub mod access;
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod emr;
 pub mod error;
 pub mod fhir;

@@ -25,6 +25,32 @@ enum Command {
     /// Create or upgrade the database schema, then exit.
     #[command(after_help = SETTINGS_HELP)]
     Migrate,
+    /// Generate a clinic's worth of coherent, synthetic records (deterministic for a seed):
+    /// write them as files, or load them into a running Kiln.
+    DemoData(DemoDataArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoDataArgs {
+    /// Number of patients (about 108 resources each).
+    #[arg(long, default_value_t = 100)]
+    patients: u32,
+    /// Seed of every random choice: the same seed gives the same records.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The reference date (YYYY-MM-DD): history ends before it, booked appointments start after.
+    /// Default: today (UTC).
+    #[arg(long)]
+    today: Option<chrono::NaiveDate>,
+    /// Write transaction Bundles (DIR/bundles/) and NDJSON per type (DIR/ndjson/).
+    #[arg(long, conflicts_with = "into", required_unless_present = "into")]
+    out: Option<PathBuf>,
+    /// Load into the FHIR server at this base URL (e.g. http://127.0.0.1:8080/fhir).
+    #[arg(long)]
+    into: Option<String>,
+    /// Concurrent requests when loading.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
 }
 
 const SETTINGS_HELP: &str = "Settings (TOML keys, or KILN_<KEY> environment variables; see docs/configuration.md):
@@ -38,6 +64,9 @@ const SETTINGS_HELP: &str = "Settings (TOML keys, or KILN_<KEY> environment vari
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::DemoData(args) = &cli.command {
+        return demo_data(args).await;
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -49,6 +78,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
+        Command::DemoData(_) => unreachable!("handled before the settings are loaded"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +94,36 @@ async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let app = Application::build(settings).await?;
     app.run_until(shutdown_signal()).await?;
     Ok(())
+}
+
+/// Runs without server settings: it writes files or talks to a server over HTTP.
+async fn demo_data(args: &DemoDataArgs) -> ExitCode {
+    let config = kiln::demo::DemoConfig {
+        patients: args.patients,
+        seed: args.seed,
+        today: args.today.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+    };
+    let result = match (&args.out, &args.into) {
+        (Some(dir), _) => kiln::demo::load::write_files(&config, dir).map_err(|e| e.to_string()),
+        (None, Some(base)) => kiln::demo::load::load_into(&config, base, args.concurrency).await,
+        (None, None) => Err("give --out DIR or --into URL".to_string()),
+    };
+    match result {
+        Ok(summary) => {
+            println!(
+                "kiln demo-data: {} patients, {} resources in {:.1} s ({:.0} resources/s)",
+                summary.patients,
+                summary.resources,
+                summary.seconds,
+                summary.resources as f64 / summary.seconds.max(1e-9)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("kiln demo-data: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn migrate(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {

@@ -5,6 +5,7 @@ mod helpers;
 
 mod capabilities;
 mod crud;
+mod demo;
 mod errors;
 mod examples;
 mod history;
