@@ -29,6 +29,7 @@ pub fn migrator() -> Migrator {
         migration(1, "resources", include_str!("../../migrations/sqlite/0001_resources.sql")),
         migration(2, "write guards", include_str!("../../migrations/sqlite/0002_write_guards.sql")),
         migration(3, "search index", include_str!("../../migrations/sqlite/0003_search_index.sql")),
+        migration(4, "instance history index", include_str!("../../migrations/sqlite/0004_instance_history_index.sql")),
     ])
 }
 
