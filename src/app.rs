@@ -95,8 +95,10 @@ impl Application {
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let local = self.listener.local_addr()?;
+        let statistics = tokio::spawn(keep_statistics_fresh(self.state.store.clone()));
         tracing::info!(address = %local, base_url = %self.state.base_url, backend = self.state.store.backend_name(), "Kiln is listening");
         let result = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        statistics.abort();
         self.state.store.close().await;
         tracing::info!("Kiln stopped");
         result
@@ -158,6 +160,25 @@ async fn ready(State(state): State<AppState>) -> Response {
             tracing::warn!(error = %err, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "database unreachable"})))
                 .into_response()
+        }
+    }
+}
+
+/// How often, and after how many writes, the planner statistics are refreshed: a bulk load
+/// followed at once by searches (an EHR import, a demo load) would otherwise run on empty
+/// statistics until autovacuum gets to the tables, and pick plans a thousand times slower.
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(15);
+const STATISTICS_MIN_WRITES: u64 = 1000;
+
+async fn keep_statistics_fresh(store: DynStore) {
+    let mut interval = tokio::time::interval(STATISTICS_INTERVAL);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        match store.refresh_statistics(STATISTICS_MIN_WRITES).await {
+            Ok(true) => tracing::debug!("planner statistics refreshed"),
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "refreshing planner statistics failed"),
         }
     }
 }

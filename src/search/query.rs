@@ -1,5 +1,5 @@
-//! A search request compiled to SQL (FHIR R4 search.html): each parameter becomes an `EXISTS`
-//! over its type's index table (AND across repeated parameters, OR across comma-separated values),
+//! A search request compiled to SQL (FHIR R4 search.html): each parameter becomes an uncorrelated
+//! `id IN (SELECT … FROM its index table)` (AND across repeated parameters, OR across comma-separated values),
 //! plus `_id`, `_lastUpdated`, `:missing`, `:not`, `_sort`, `_count`, `_total` and keyset paging.
 //! Unknown parameters are refused (400) unless the client sends `Prefer: handling=lenient`.
 
@@ -168,7 +168,7 @@ pub fn compile(
             continue;
         }
         let mut builder = ConditionBuilder { base_url, args: &mut args, depth: 0 };
-        match builder.param_condition(&definition.name, "r", raw_name, value) {
+        match builder.param_condition(&definition.name, "r", "$2", raw_name, value) {
             Ok(condition) => {
                 conditions.push_str(" AND ");
                 conditions.push_str(&condition);
@@ -238,7 +238,7 @@ impl SearchQuery {
             let code = bind(&mut self.args, SqlArg::Text(param.clone()));
             let id = bind(&mut self.args, SqlArg::Text(patient_id.to_string()));
             alternatives.push(format!(
-                "EXISTS (SELECT 1 FROM search_reference x WHERE x.tenant = r.tenant AND x.type = r.type AND x.id = r.id \
+                "r.id IN (SELECT x.id FROM search_reference x WHERE x.tenant = $1 AND x.type = $2 \
                  AND x.param = {code} AND x.target_type = 'Patient' AND x.target_id = {id})"
             ));
         }
@@ -280,10 +280,14 @@ impl ConditionBuilder<'_> {
         format!("${}", self.args.len() + 2)
     }
 
+    /// `alias` is the resource row the condition is about; `type_placeholder` binds its type.
+    /// Conditions are uncorrelated `alias.id IN (SELECT … WHERE tenant = $1 AND type = …)`, so the
+    /// database drives from the narrow index table instead of probing every resource of the type.
     fn param_condition(
         &mut self,
         resource_type: &str,
         alias: &str,
+        type_placeholder: &str,
         raw_name: &str,
         value: &str,
     ) -> Result<String, ParamError> {
@@ -292,10 +296,10 @@ impl ConditionBuilder<'_> {
             return Err(Invalid(format!("chains and _has may nest at most {MAX_DEPTH} levels")));
         }
         if let Some(reverse) = raw_name.strip_prefix("_has:") {
-            return self.has_condition(resource_type, alias, reverse, value);
+            return self.has_condition(resource_type, alias, type_placeholder, reverse, value);
         }
         if let Some((head, rest)) = raw_name.split_once('.') {
-            return self.chain_condition(resource_type, alias, head, rest, value);
+            return self.chain_condition(resource_type, alias, type_placeholder, head, rest, value);
         }
         let (name, modifier) = match raw_name.split_once(':') {
             Some((n, m)) => (n, Some(m)),
@@ -342,13 +346,13 @@ impl ConditionBuilder<'_> {
         };
         let single_target = (param.targets.len() == 1).then(|| param.targets[0].clone());
         let param_placeholder = self.placeholder(SqlArg::Text(code));
-        let exists = format!(
-            "SELECT 1 FROM search_{kind} x WHERE x.tenant = {alias}.tenant AND x.type = {alias}.type AND x.id = {alias}.id AND x.param = {param_placeholder}"
+        let rows = format!(
+            "SELECT x.id FROM search_{kind} x WHERE x.tenant = $1 AND x.type = {type_placeholder} AND x.param = {param_placeholder}"
         );
         if modifier == Some("missing") {
             return match value {
-                "true" => Ok(format!("NOT EXISTS ({exists})")),
-                "false" => Ok(format!("EXISTS ({exists})")),
+                "true" => Ok(format!("{alias}.id NOT IN ({rows})")),
+                "false" => Ok(format!("{alias}.id IN ({rows})")),
                 _ => Err(Invalid(format!("{raw_name} must be true or false"))),
             };
         }
@@ -377,8 +381,8 @@ impl ConditionBuilder<'_> {
             self.args.extend(args);
             alternatives.push(format!("({})", result.map_err(Invalid)?));
         }
-        let keyword = if negated { "NOT EXISTS" } else { "EXISTS" };
-        Ok(format!("{keyword} ({exists} AND ({}))", alternatives.join(" OR ")))
+        let keyword = if negated { "NOT IN" } else { "IN" };
+        Ok(format!("{alias}.id {keyword} ({rows} AND ({}))", alternatives.join(" OR ")))
     }
 
     /// A closure that hands out the placeholders the per-type modules' arguments will take,
@@ -397,6 +401,7 @@ impl ConditionBuilder<'_> {
         &mut self,
         resource_type: &str,
         alias: &str,
+        type_placeholder: &str,
         head: &str,
         rest: &str,
         value: &str,
@@ -430,12 +435,13 @@ impl ConditionBuilder<'_> {
         let target_placeholder = self.placeholder(SqlArg::Text(target.clone()));
         self.depth += 1;
         let inner_alias = format!("c{}", self.depth);
-        let inner = self.param_condition(&target, &inner_alias, rest, value);
+        let inner = self.param_condition(&target, &inner_alias, &target_placeholder, rest, value);
         self.depth -= 1;
         Ok(format!(
-            "EXISTS (SELECT 1 FROM search_reference x{d} JOIN resources {inner_alias} ON {inner_alias}.tenant = x{d}.tenant \
-             AND {inner_alias}.type = x{d}.target_type AND {inner_alias}.id = x{d}.target_id AND NOT {inner_alias}.deleted \
-             WHERE x{d}.tenant = {alias}.tenant AND x{d}.type = {alias}.type AND x{d}.id = {alias}.id AND x{d}.param = {code} \
+            "{alias}.id IN (SELECT x{d}.id FROM search_reference x{d} JOIN resources {inner_alias} \
+             ON {inner_alias}.tenant = x{d}.tenant AND {inner_alias}.type = x{d}.target_type \
+             AND {inner_alias}.id = x{d}.target_id AND NOT {inner_alias}.deleted \
+             WHERE x{d}.tenant = $1 AND x{d}.type = {type_placeholder} AND x{d}.param = {code} \
              AND x{d}.target_type = {target_placeholder} AND {})",
             inner?,
             d = self.depth + 1,
@@ -448,6 +454,7 @@ impl ConditionBuilder<'_> {
         &mut self,
         resource_type: &str,
         alias: &str,
+        type_placeholder: &str,
         reverse: &str,
         value: &str,
     ) -> Result<String, ParamError> {
@@ -467,13 +474,13 @@ impl ConditionBuilder<'_> {
         let referrer_placeholder = self.placeholder(SqlArg::Text(referrer.to_string()));
         self.depth += 1;
         let inner_alias = format!("h{}", self.depth);
-        let inner = self.param_condition(referrer, &inner_alias, rest, value);
+        let inner = self.param_condition(referrer, &inner_alias, &referrer_placeholder, rest, value);
         self.depth -= 1;
         Ok(format!(
-            "EXISTS (SELECT 1 FROM search_reference y{d} JOIN resources {inner_alias} ON {inner_alias}.tenant = y{d}.tenant \
-             AND {inner_alias}.type = y{d}.type AND {inner_alias}.id = y{d}.id AND NOT {inner_alias}.deleted \
-             WHERE y{d}.tenant = {alias}.tenant AND y{d}.type = {referrer_placeholder} AND y{d}.param = {code} \
-             AND y{d}.target_type = {alias}.type AND y{d}.target_id = {alias}.id AND {})",
+            "{alias}.id IN (SELECT y{d}.target_id FROM search_reference y{d} JOIN resources {inner_alias} \
+             ON {inner_alias}.tenant = y{d}.tenant AND {inner_alias}.type = y{d}.type AND {inner_alias}.id = y{d}.id \
+             AND NOT {inner_alias}.deleted WHERE y{d}.tenant = $1 AND y{d}.type = {referrer_placeholder} \
+             AND y{d}.param = {code} AND y{d}.target_type = {type_placeholder} AND {})",
             inner?,
             d = self.depth + 1,
         ))
@@ -631,7 +638,7 @@ mod tests {
         let q = compile_query("family=O'Brien%25&gender=male,female").unwrap();
         assert!(!q.conditions.contains("O'Brien"));
         assert!(q.args.contains(&SqlArg::Text("o'brien\\%%".into())));
-        assert_eq!(q.conditions.matches("EXISTS").count(), 2);
+        assert_eq!(q.conditions.matches("r.id IN (SELECT x.id FROM").count(), 2);
         assert!(q.conditions.contains(" OR "));
     }
 

@@ -15,6 +15,8 @@ impl SqlBackend for Postgres {
         "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE";
     const BACKEND_NAME: &'static str = "postgres";
     const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
+    const ANALYZE: &'static str = "ANALYZE resources, resource_versions, search_string, search_token, search_date, \
+         search_number, search_quantity, search_reference, search_uri, unique_keys, busy_intervals";
 }
 
 pub type PostgresStore = SqlStore<Postgres>;
@@ -44,5 +46,5 @@ pub async fn connect(url: &str, pool_size: u32) -> StoreResult<PostgresStore> {
         .connect_with(options)
         .await?;
     migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-    Ok(SqlStore { reads: pool.clone(), writes: pool })
+    Ok(SqlStore { reads: pool.clone(), writes: pool, writes_since_analyze: Default::default() })
 }

@@ -21,12 +21,16 @@ pub trait SqlBackend: Database {
     const BACKEND_NAME: &'static str;
     /// Takes a transaction-scoped lock on a text key, where concurrent writers need one.
     const LOCK_KEY: Option<&'static str>;
+    /// Refreshes the planner's statistics (run on the writer pool).
+    const ANALYZE: &'static str;
 }
 
 /// Reads go to `reads`; writes to `writes` (for SQLite a single connection, the one writer).
 pub struct SqlStore<DB: Database> {
     pub(super) reads: Pool<DB>,
     pub(super) writes: Pool<DB>,
+    /// Writes since the planner statistics were last refreshed.
+    pub(super) writes_since_analyze: std::sync::atomic::AtomicU64,
 }
 
 const SELECT_CURRENT: &str =
@@ -182,6 +186,7 @@ where
                 .await?
                 .try_get(0)?;
             tx.commit().await?;
+            self.writes_since_analyze.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(WriteOutcome {
                 record: VersionRecord {
                     resource_type: request.resource_type.to_string(),
@@ -378,6 +383,17 @@ where
             .execute(&self.writes)
             .await?;
         Ok(())
+    }
+
+    async fn refresh_statistics(&self, min_writes: u64) -> StoreResult<bool> {
+        use std::sync::atomic::Ordering;
+        let writes = self.writes_since_analyze.load(Ordering::Relaxed);
+        if writes < min_writes {
+            return Ok(false);
+        }
+        sqlx::raw_sql(DB::ANALYZE).execute(&self.writes).await?;
+        self.writes_since_analyze.fetch_sub(writes, Ordering::Relaxed);
+        Ok(true)
     }
 
     async fn ping(&self) -> StoreResult<()> {

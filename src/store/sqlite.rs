@@ -16,6 +16,8 @@ impl SqlBackend for Sqlite {
     const BACKEND_NAME: &'static str = "sqlite";
     // The single writer connection already serialises every write.
     const LOCK_KEY: Option<&'static str> = None;
+    // A bounded sample per index keeps this to milliseconds even on large files.
+    const ANALYZE: &'static str = "PRAGMA analysis_limit = 1000; ANALYZE;";
 }
 
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -51,5 +53,5 @@ pub async fn connect(url: &str, pool_size: u32) -> StoreResult<SqliteStore> {
     migrator().run(&writes).await.map_err(|e| StoreError::Migration(e.to_string()))?;
     let reads =
         SqlitePoolOptions::new().max_connections(pool_size.max(1)).connect_with(options.read_only(true)).await?;
-    Ok(SqlStore { reads, writes })
+    Ok(SqlStore { reads, writes, writes_since_analyze: Default::default() })
 }

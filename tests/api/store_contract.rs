@@ -172,6 +172,16 @@ async fn sequences_count_per_tenant(store: DynStore) {
     assert_eq!(store.next_sequence(&a, "mrn-2027").await.unwrap(), 1);
 }
 
+async fn statistics_refresh_after_enough_writes(store: DynStore) {
+    let t = tenant("a");
+    assert!(!store.refresh_statistics(3).await.unwrap(), "no writes yet");
+    for i in 0..3 {
+        put(&store, &t, &format!("s{i}"), &format!(r#"{{"resourceType":"Patient","id":"s{i}"}}"#), None).await.unwrap();
+    }
+    assert!(store.refresh_statistics(3).await.unwrap());
+    assert!(!store.refresh_statistics(3).await.unwrap(), "the count starts again");
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -199,4 +209,5 @@ contract!(
     busy_intervals_do_not_overlap,
     concurrent_bookings_of_one_slot_have_one_winner,
     sequences_count_per_tenant,
+    statistics_refresh_after_enough_writes,
 );
