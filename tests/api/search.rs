@@ -271,6 +271,19 @@ async fn identifier_modifiers(app: TestApp) {
     assert!(ids(&app, "Observation?subject:identifier=urn:clinic|MRN-1").await.is_empty());
 }
 
+async fn meta_parameters(app: TestApp) {
+    let tagged = json!({"resourceType": "Patient", "id": "tagged", "meta": {
+        "tag": [{"system": "urn:tags", "code": "vip"}], "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
+        "profile": ["http://example.org/StructureDefinition/p"], "source": "urn:source:ehr-a"}});
+    app.put("Patient/tagged", &tagged).await;
+    app.put("Patient/plain", &json!({"resourceType": "Patient", "id": "plain"})).await;
+    assert_eq!(ids(&app, "Patient?_tag=urn:tags|vip").await, ["tagged"]);
+    assert_eq!(ids(&app, "Patient?_security=R").await, ["tagged"]);
+    assert_eq!(ids(&app, "Patient?_profile=http://example.org/StructureDefinition/p").await, ["tagged"]);
+    assert_eq!(ids(&app, "Patient?_source=urn:source:ehr-a").await, ["tagged"]);
+    assert_eq!(ids(&app, "Patient?_tag:missing=true").await, ["plain"]);
+}
+
 async fn patient_compartment_search(app: TestApp) {
     seed(&app).await;
     assert_eq!(ids(&app, "Patient/zoe/Observation").await, ["o1", "o2"]);
@@ -315,5 +328,6 @@ crate::on_both_backends!(
     includes_and_revincludes,
     patient_compartment_search,
     identifier_modifiers,
+    meta_parameters,
     bad_search_parameters_are_named,
 );
