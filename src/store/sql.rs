@@ -78,20 +78,7 @@ where
             .bind(id.to_string())
             .fetch_optional(&self.reads)
             .await?;
-        row.map(|row| {
-            let deleted: bool = row.try_get(4)?;
-            Ok(VersionRecord {
-                resource_type: row.try_get(0)?,
-                id: row.try_get(1)?,
-                version: row.try_get(2)?,
-                last_updated: row.try_get(3)?,
-                deleted,
-                method: if deleted { WriteMethod::Delete } else { WriteMethod::Update },
-                json: row.try_get(5)?,
-                seq: 0,
-            })
-        })
-        .transpose()
+        row.map(|row| current_record(&row)).transpose()
     }
 
     async fn read_version(
@@ -669,6 +656,8 @@ where
     })
 }
 
+/// A row of `resource_versions` selected as (type, id, version, last_updated, deleted, json,
+/// method, seq).
 fn version_record<R>(row: &R) -> StoreResult<VersionRecord>
 where
     R: Row,
@@ -679,14 +668,5 @@ where
     for<'e> Vec<u8>: Decode<'e, R::Database> + Type<R::Database>,
 {
     let method: String = row.try_get(6)?;
-    Ok(VersionRecord {
-        resource_type: row.try_get(0)?,
-        id: row.try_get(1)?,
-        version: row.try_get(2)?,
-        last_updated: row.try_get(3)?,
-        deleted: row.try_get(4)?,
-        json: row.try_get(5)?,
-        method: WriteMethod::from_db(&method),
-        seq: row.try_get(7)?,
-    })
+    Ok(VersionRecord { method: WriteMethod::from_db(&method), seq: row.try_get(7)?, ..current_record(row)? })
 }
