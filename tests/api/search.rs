@@ -312,6 +312,15 @@ async fn bad_search_parameters_are_named(app: TestApp) {
     let body = expect_outcome(app.get("Patient?_sort=colour").await, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["issue"][0]["expression"][0], "_sort");
     expect_outcome(app.get("Spaceship?name=x").await, StatusCode::NOT_FOUND).await;
+    let json_body = app
+        .client
+        .post(app.url("Patient/_search"))
+        .header("content-type", "application/fhir+json")
+        .body("{\"family\": \"x\"}")
+        .send()
+        .await
+        .unwrap();
+    expect_outcome(json_body, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     let lenient =
         app.client.get(app.url("Patient?colour=blue")).header("prefer", "handling=lenient").send().await.unwrap();
     assert_eq!(lenient.status(), StatusCode::OK);
