@@ -6,7 +6,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::{
     Change, CurrentRow, HistoryFilter, HistoryScope, Store, StoreError, StoreResult, VersionRecord, WriteMethod,
-    WriteOutcome, WriteRequest, plan_write,
+    WriteOutcome, WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -155,11 +155,11 @@ where
             } else {
                 bind_current(UPDATE_CURRENT).execute(&mut *tx).await?;
             }
-            if let Err(violation) = self.apply_guards(&mut tx, tenant, &request, plan.deleted).await {
+            if let Err(violation) = self.apply_guards(&mut tx, tenant, &request, &plan).await {
                 tx.rollback().await?;
                 return Err(violation);
             }
-            self.replace_index(&mut tx, tenant, &request, plan.deleted).await?;
+            self.replace_index(&mut tx, tenant, &request, &plan).await?;
             let seq: i64 = sqlx::query::<DB>(INSERT_VERSION)
                 .bind(tenant.to_string())
                 .bind(request.resource_type.to_string())
@@ -409,15 +409,16 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     /// Replaces the search-index rows of the resource with the new version's (none for a deletion),
-    /// one multi-row INSERT per table.
+    /// one multi-row INSERT per table. A brand-new resource has no rows to remove.
     async fn replace_index(
         &self,
         tx: &mut sqlx::Transaction<'static, DB>,
         tenant: &TenantId,
         request: &WriteRequest<'_>,
-        deleted: bool,
+        plan: &WritePlan,
     ) -> StoreResult<()> {
-        for table in INDEX_TABLES {
+        let previous_rows = if plan.insert { &[][..] } else { &INDEX_TABLES[..] };
+        for table in previous_rows {
             let sql = format!("DELETE FROM {table} WHERE tenant = $1 AND type = $2 AND id = $3");
             sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
                 .bind(tenant.to_string())
@@ -426,7 +427,7 @@ where
                 .execute(&mut **tx)
                 .await?;
         }
-        if deleted {
+        if plan.deleted {
             return Ok(());
         }
         for table in INDEX_TABLES {
@@ -468,17 +469,22 @@ where
         tx: &mut sqlx::Transaction<'static, DB>,
         tenant: &TenantId,
         request: &WriteRequest<'_>,
-        deleted: bool,
+        plan: &WritePlan,
     ) -> StoreResult<()> {
         let owner = || (tenant.to_string(), request.resource_type.to_string(), request.id.to_string());
-        for table in [
-            "DELETE FROM unique_keys WHERE tenant = $1 AND type = $2 AND id = $3",
-            "DELETE FROM busy_intervals WHERE tenant = $1 AND type = $2 AND id = $3",
-        ] {
+        let previous_claims: &[&'static str] = if plan.insert {
+            &[]
+        } else {
+            &[
+                "DELETE FROM unique_keys WHERE tenant = $1 AND type = $2 AND id = $3",
+                "DELETE FROM busy_intervals WHERE tenant = $1 AND type = $2 AND id = $3",
+            ]
+        };
+        for statement in previous_claims {
             let (t, ty, id) = owner();
-            sqlx::query::<DB>(table).bind(t).bind(ty).bind(id).execute(&mut **tx).await?;
+            sqlx::query::<DB>(*statement).bind(t).bind(ty).bind(id).execute(&mut **tx).await?;
         }
-        if deleted {
+        if plan.deleted {
             return Ok(());
         }
         for (kind, key) in &request.guards.unique_keys {
