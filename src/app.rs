@@ -114,10 +114,16 @@ pub fn router(state: AppState) -> Router {
 /// it to prove that a panicking handler is answered with an OperationOutcome).
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     use rest::{create, delete, history, read, update, vread};
-    let fhir = extra
+    let entries = extra
         .route("/metadata", get(rest::capabilities::capabilities))
         .route("/_history", get(history::system_history))
-        .route("/{type}", get(rest::search::search_get).post(create::create))
+        .route(
+            "/{type}",
+            get(rest::search::search_get)
+                .post(create::create)
+                .put(update::conditional_update)
+                .delete(delete::conditional_delete),
+        )
         .route("/{type}/_search", axum::routing::post(rest::search::search_post))
         .route("/{type}/_history", get(history::type_history))
         .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete))
@@ -125,14 +131,22 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/{compartment}/{id}/{type}", get(rest::search::compartment_search))
         .route("/{type}/{id}/_history/{version}", get(vread::vread))
         .fallback(not_found)
-        .layer(middleware::from_fn(rest::format::negotiate));
+        .layer(middleware::from_fn(rest::format::negotiate))
+        .with_state(state.clone());
+    // Batch and transaction entries that read are answered by the routes above, in-process.
+    let fhir = Router::new()
+        .route("/", axum::routing::post(rest::transaction::process))
+        .layer(axum::Extension(rest::transaction::EntryRouter(entries.clone())))
+        .layer(middleware::from_fn(rest::format::negotiate))
+        .with_state(state.clone())
+        .merge(entries);
 
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .nest("/fhir", fhir)
+        .nest_service("/fhir", fhir)
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))

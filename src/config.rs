@@ -22,6 +22,10 @@ pub struct Settings {
     pub max_page_size: u32,
     /// Page size when `_count` is absent.
     pub default_page_size: u32,
+    /// Most entries a batch or transaction Bundle may hold.
+    pub max_bundle_entries: usize,
+    /// Most resources one conditional delete may delete.
+    pub max_conditional_deletes: u32,
     /// Seconds a request may take before it is answered 503.
     pub request_timeout_secs: u64,
     /// Log filter, e.g. `info` or `kiln=debug,tower_http=info`.
@@ -39,6 +43,8 @@ impl Settings {
             .set_default("db_pool_size", 8)?
             .set_default("max_page_size", 1000)?
             .set_default("default_page_size", 50)?
+            .set_default("max_bundle_entries", 10_000)?
+            .set_default("max_conditional_deletes", 100)?
             .set_default("request_timeout_secs", 60)?
             .set_default("log", "info")?;
         let env_file = std::env::var_os("KILN_CONFIG");

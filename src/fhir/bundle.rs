@@ -21,6 +21,8 @@ pub struct EntryRequest<'a> {
 pub struct EntryResponse<'a> {
     pub status: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
@@ -32,6 +34,8 @@ pub struct Entry<'a> {
     pub search_mode: Option<&'a str>,
     pub request: Option<EntryRequest<'a>>,
     pub response: Option<EntryResponse<'a>>,
+    /// `response.outcome`: an OperationOutcome, rendered.
+    pub outcome: Option<&'a [u8]>,
 }
 
 impl BundleWriter {
@@ -71,24 +75,44 @@ impl BundleWriter {
             self.out.push(b',');
         }
         self.entries += 1;
-        self.out.extend_from_slice(b"{\"fullUrl\":");
-        write_json(&mut self.out, entry.full_url);
+        self.out.push(b'{');
+        let mut first = true;
+        let mut member = |out: &mut Vec<u8>, name: &[u8]| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(name);
+        };
+        if !entry.full_url.is_empty() {
+            member(&mut self.out, b"\"fullUrl\":");
+            write_json(&mut self.out, entry.full_url);
+        }
         if let Some(resource) = entry.resource {
-            self.out.extend_from_slice(b",\"resource\":");
+            member(&mut self.out, b"\"resource\":");
             self.out.extend_from_slice(resource);
         }
         if let Some(mode) = entry.search_mode {
-            self.out.extend_from_slice(b",\"search\":{\"mode\":");
+            member(&mut self.out, b"\"search\":{\"mode\":");
             write_json(&mut self.out, mode);
             self.out.push(b'}');
         }
         if let Some(request) = &entry.request {
-            self.out.extend_from_slice(b",\"request\":");
+            member(&mut self.out, b"\"request\":");
             write_json(&mut self.out, request);
         }
         if let Some(response) = &entry.response {
-            self.out.extend_from_slice(b",\"response\":");
-            write_json(&mut self.out, response);
+            member(&mut self.out, b"\"response\":");
+            match entry.outcome {
+                // The outcome is a resource already rendered: splice it in as is.
+                Some(outcome) => {
+                    let head = serde_json::to_vec(response).expect("bundle parts serialise");
+                    self.out.extend_from_slice(&head[..head.len() - 1]);
+                    self.out.extend_from_slice(b",\"outcome\":");
+                    self.out.extend_from_slice(outcome);
+                    self.out.push(b'}');
+                }
+                None => write_json(&mut self.out, response),
+            }
         }
         self.out.push(b'}');
     }
@@ -122,7 +146,13 @@ mod tests {
             resource: Some(br#"{"resourceType":"Patient","id":"1"}"#),
             search_mode: None,
             request: Some(EntryRequest { method: "PUT", url: "Patient/1" }),
-            response: Some(EntryResponse { status: "200 OK", etag: Some("W/\"2\"".into()), last_modified: None }),
+            response: Some(EntryResponse {
+                status: "200 OK",
+                location: None,
+                etag: Some("W/\"2\"".into()),
+                last_modified: None,
+            }),
+            outcome: None,
         });
         let json: Value = serde_json::from_slice(&bundle.finish()).unwrap();
         assert_eq!(json["type"], "history");

@@ -5,6 +5,7 @@ use indexmap::IndexMap;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::error::{FhirError, Issue, IssueType};
@@ -80,6 +81,16 @@ impl ResourceBody {
         }
     }
 
+    /// Replaces every `Reference.reference` (at any depth: extensions and contained resources
+    /// included) that `replacements` maps, leaving every other byte as received.
+    pub fn rewrite_references(&mut self, replacements: &HashMap<String, String>) {
+        for (_, member) in &mut self.members {
+            if let Some(rewritten) = rewrite_raw(member, replacements) {
+                *member = rewritten;
+            }
+        }
+    }
+
     /// Keeps only the members for which `keep` answers true.
     pub fn retain_members(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.members.retain(|(k, _)| keep(k));
@@ -123,6 +134,87 @@ impl ResourceBody {
         }
         out.push(b'}');
         out
+    }
+}
+
+/// Every `reference` string in the tree (Reference.reference at any depth).
+pub fn references(value: &Value) -> Vec<&str> {
+    fn walk<'v>(value: &'v Value, found: &mut Vec<&'v str>) {
+        match value {
+            Value::Object(object) => {
+                for (key, member) in object {
+                    match (key.as_str(), member) {
+                        ("reference", Value::String(reference)) => found.push(reference),
+                        _ => walk(member, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(value, &mut found);
+    found
+}
+
+/// [`ResourceBody::rewrite_references`] on the typed tree.
+pub fn rewrite_references(value: &mut Value, replacements: &HashMap<String, String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, member) in object.iter_mut() {
+                match member {
+                    Value::String(reference) if key == "reference" => {
+                        if let Some(new) = replacements.get(reference.as_str()) {
+                            *reference = new.clone();
+                        }
+                    }
+                    other => rewrite_references(other, replacements),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| rewrite_references(item, replacements)),
+        _ => {}
+    }
+}
+
+/// The raw JSON with mapped references replaced, or `None` when nothing changed. Objects and
+/// arrays are taken apart one level at a time as raw text, so numbers and other members keep
+/// their exact bytes.
+fn rewrite_raw(raw: &RawValue, replacements: &HashMap<String, String>) -> Option<Box<RawValue>> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let mut object: IndexMap<String, Box<RawValue>> = serde_json::from_str(text).ok()?;
+            let mut changed = false;
+            for (key, member) in object.iter_mut() {
+                let replacement = if key == "reference" {
+                    serde_json::from_str::<String>(member.get())
+                        .ok()
+                        .and_then(|reference| replacements.get(&reference))
+                        .map(|new| serde_json::value::to_raw_value(new).expect("a string serialises"))
+                } else {
+                    rewrite_raw(member, replacements)
+                };
+                if let Some(new) = replacement {
+                    *member = new;
+                    changed = true;
+                }
+            }
+            changed.then(|| serde_json::value::to_raw_value(&object).expect("raw members serialise"))
+        }
+        Some(b'[') => {
+            let mut items: Vec<Box<RawValue>> = serde_json::from_str(text).ok()?;
+            let mut changed = false;
+            for item in items.iter_mut() {
+                if let Some(new) = rewrite_raw(item, replacements) {
+                    *item = new;
+                    changed = true;
+                }
+            }
+            changed.then(|| serde_json::value::to_raw_value(&items).expect("raw items serialise"))
+        }
+        _ => None,
     }
 }
 
@@ -206,6 +298,23 @@ impl<'de> Visitor<'de> for StrictVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_rewritten_at_any_depth_and_nothing_else_moves() {
+        let input = br#"{"resourceType":"Observation","subject":{"reference":"urn:uuid:a"},"valueQuantity":{"value":1.50},"extension":[{"url":"x","valueReference":{"reference":"urn:uuid:a"}}],"contained":[{"resourceType":"Provenance","target":[{"reference":"urn:uuid:b"}]}],"note":[{"text":"urn:uuid:a"}]}"#;
+        let (mut body, mut value) = parse_resource(input).unwrap();
+        assert_eq!(references(&value), vec!["urn:uuid:a", "urn:uuid:a", "urn:uuid:b"]);
+        let replacements: HashMap<String, String> =
+            [("urn:uuid:a".to_string(), "Patient/1".to_string()), ("urn:uuid:b".into(), "Device/2".into())].into();
+        body.rewrite_references(&replacements);
+        rewrite_references(&mut value, &replacements);
+        let out = String::from_utf8(body.render_with_meta(None, &Map::new())).unwrap();
+        assert_eq!(
+            out,
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/1"},"valueQuantity":{"value":1.50},"extension":[{"url":"x","valueReference":{"reference":"Patient/1"}}],"contained":[{"resourceType":"Provenance","target":[{"reference":"Device/2"}]}],"note":[{"text":"urn:uuid:a"}]}"#
+        );
+        assert_eq!(references(&value), vec!["Patient/1", "Patient/1", "Device/2"]);
+    }
 
     #[test]
     fn decimals_and_order_survive_rendering() {

@@ -13,7 +13,16 @@ use crate::error::{FhirError, Issue, IssueType};
 
 /// Validates `resource` (a JSON object with `resourceType`) and reports every problem found.
 pub fn validate(registry: &Registry, resource: &Value) -> Result<(), FhirError> {
-    let mut walker = Walker { registry, path: Vec::new(), malformed: Vec::new(), invalid: Vec::new() };
+    check(registry, resource, false)
+}
+
+/// Validates a resource of any R4 type, served or not (e.g. the Bundle of a transaction).
+pub fn validate_any_type(registry: &Registry, resource: &Value) -> Result<(), FhirError> {
+    check(registry, resource, true)
+}
+
+fn check(registry: &Registry, resource: &Value, any_type: bool) -> Result<(), FhirError> {
+    let mut walker = Walker { registry, path: Vec::new(), malformed: Vec::new(), invalid: Vec::new(), any_type };
     walker.resource(resource, false);
     if !walker.malformed.is_empty() {
         walker.malformed.extend(walker.invalid);
@@ -35,6 +44,8 @@ struct Walker<'v> {
     path: Vec<Segment<'v>>,
     malformed: Vec<Issue>,
     invalid: Vec<Issue>,
+    /// The top-level resource may be of any R4 type, not only a served one.
+    any_type: bool,
 }
 
 /// Issues are capped so that a hostile body cannot make the answer huge.
@@ -85,7 +96,7 @@ impl<'v> Walker<'v> {
             return;
         };
         let registry = self.registry;
-        let structure = if contained {
+        let structure = if contained || self.any_type {
             registry.any_resource_structure(type_name)
         } else {
             registry.resource(type_name).map(|r| &r.structure)

@@ -18,7 +18,7 @@ use crate::search::SearchRegistry;
 pub const TYPE_INTERACTIONS: &[&str] =
     &["read", "vread", "update", "delete", "history-instance", "history-type", "create"];
 /// System-level interactions.
-pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
 
 /// The search parameters a type really supports: `_id`, `_lastUpdated` and every indexed one.
 fn search_params(resource: &ResourceType) -> Vec<Value> {
@@ -47,10 +47,10 @@ pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
                 "versioning": "versioned",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "multiple",
                 "searchParam": search_params(t),
             })
         })
@@ -73,7 +73,10 @@ pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
         "patchFormat": [],
         "rest": [{
             "mode": "server",
-            "documentation": "Every version of every resource is kept; delete of an unknown id answers 404, of a deleted one 204.",
+            "documentation": "Every version of every resource is kept; delete of an unknown id answers 404, of a deleted one 204. \
+                Transactions are all-or-nothing; conditional writes are decided under a lock on their condition, so concurrent \
+                identical conditional creates create one resource. A conditional delete deletes at most max_conditional_deletes \
+                matches (default 100); a batch or transaction holds at most max_bundle_entries entries (default 10000).",
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
         }],

@@ -1,16 +1,19 @@
 //! create: `POST [base]/[type]` (FHIR R4 http.html#create). The server assigns the id; an id in
-//! the body is replaced.
+//! the body is replaced. With `If-None-Exist: [search]` it is a conditional create
+//! (http.html#ccreate): no match creates, one match answers 200 with that resource and writes
+//! nothing, several matches answer 412.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::{FhirBody, QueryParams, parse_for_write, resource_type, return_preference, rules, write_response};
+use super::{
+    FhirBody, QueryParams, WriteMode, conditional, new_id, parse_for_write, resource_type, return_preference,
+    store_resource, write_response,
+};
 use crate::access::Principal;
 use crate::app::AppState;
-use crate::emr::rules::WriteKind;
-use crate::error::FhirError;
-use crate::store::{Change, WriteRequest};
+use crate::error::{FhirError, IssueType};
 
 pub async fn create(
     State(state): State<AppState>,
@@ -22,20 +25,34 @@ pub async fn create(
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
     QueryParams::parse(query.as_deref()).only(&[])?;
-    if headers.contains_key("if-none-exist") {
-        return Err(FhirError::NotImplemented(
-            "conditional create (If-None-Exist) is not supported yet; the CapabilityStatement says conditionalCreate=false".into(),
-        ));
-    }
+    let condition = match headers.get("if-none-exist") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| FhirError::bad_request(IssueType::Value, "the If-None-Exist header is not valid text"))?,
+        ),
+        None => None,
+    };
     let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
-    let guards =
-        rules::prepare_write(&state, &principal.tenant, &definition.name, &mut resource, &mut value, WriteKind::Create)
+    let mut transaction = state.store.begin(&principal.tenant).await?;
+    if let Some(condition) = condition {
+        let condition = condition.trim_start_matches(&format!("{}?", definition.name)).trim_start_matches('?');
+        match conditional::matching_ids(&state, &mut *transaction, definition, condition, 2).await?.as_slice() {
+            [] => {}
+            [existing] => {
+                let record = transaction
+                    .read_current(&definition.name, existing)
+                    .await?
+                    .ok_or_else(|| FhirError::internal("a matched resource vanished inside its transaction"))?;
+                return Ok(write_response(&state, StatusCode::OK, record, return_preference(&headers)));
+            }
+            _ => return Err(conditional::several_match(definition, condition)),
+        }
+    }
+    let id = new_id();
+    let outcome =
+        store_resource(&state, &mut *transaction, &definition.name, &id, &mut resource, &mut value, WriteMode::Create)
             .await?;
-    // Time-ordered ids keep index inserts local (B-tree pages fill in order).
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut request = WriteRequest::new(&definition.name, &id, Change::Create(&resource));
-    request.guards = guards;
-    request.index = crate::search::index_resource(state.registry, &definition.name, &value);
-    let outcome = state.store.write(&principal.tenant, request).await?;
+    transaction.commit().await?;
     Ok(write_response(&state, StatusCode::CREATED, outcome.record, return_preference(&headers)))
 }

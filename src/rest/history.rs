@@ -134,9 +134,11 @@ async fn history(
             request: Some(EntryRequest { method: record.method.http_method(), url: &request_url }),
             response: Some(EntryResponse {
                 status,
+                location: None,
                 etag: Some(etag(record.version)),
                 last_modified: Some(fhir_instant(record.last_updated)),
             }),
+            outcome: None,
         });
     }
     let mut response = (StatusCode::OK, bundle.finish()).into_response();

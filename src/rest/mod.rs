@@ -2,6 +2,7 @@
 //! of the specification, plus the extractors and response helpers they share.
 
 pub mod capabilities;
+pub mod conditional;
 pub mod create;
 pub mod delete;
 pub mod format;
@@ -9,6 +10,7 @@ pub mod history;
 pub mod read;
 pub mod rules;
 pub mod search;
+pub mod transaction;
 pub mod update;
 pub mod vread;
 
@@ -241,6 +243,49 @@ pub fn write_response(
         response.headers_mut().insert(header::CONTENT_LOCATION, v);
     }
     response
+}
+
+/// How a resource is written: as a new resource, or as a new version of a given id.
+#[derive(Debug, Clone, Copy)]
+pub enum WriteMode {
+    Create,
+    Update { if_match: Option<i64> },
+}
+
+/// The shared second half of create and update, also used by every write in a batch or
+/// transaction: applies the business rules (which may complete the resource, e.g. its MRN),
+/// indexes it and writes it in `transaction`.
+pub async fn store_resource(
+    state: &AppState,
+    transaction: &mut dyn crate::store::StoreTransaction,
+    resource_type: &str,
+    id: &str,
+    resource: &mut crate::fhir::json::ResourceBody,
+    value: &mut serde_json::Value,
+    mode: WriteMode,
+) -> Result<crate::store::WriteOutcome, FhirError> {
+    use crate::emr::rules::WriteKind;
+    use crate::store::{Change, WriteRequest};
+    let kind = match mode {
+        WriteMode::Create => WriteKind::Create,
+        WriteMode::Update { .. } => WriteKind::Update,
+    };
+    let tenant = transaction.tenant().clone();
+    let guards = rules::prepare_write(transaction, &tenant, resource_type, resource, value, kind).await?;
+    let change = match mode {
+        WriteMode::Create => Change::Create(resource),
+        WriteMode::Update { if_match } => Change::Update { body: resource, if_match },
+    };
+    let mut request = WriteRequest::new(resource_type, id, change);
+    request.guards = guards;
+    request.index = crate::search::index_resource(state.registry, resource_type, value);
+    Ok(transaction.write(request).await?)
+}
+
+/// A new server-assigned id. Time-ordered ids keep index inserts local (B-tree pages fill in
+/// order).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Parses and validates a write body for `expected_type`: the shared first half of create and

@@ -7,11 +7,10 @@ use chrono::{Datelike, Utc};
 use serde_json::Value;
 
 use crate::access::TenantId;
-use crate::app::AppState;
 use crate::emr::rules::{self as emr_rules, ViolationKind, WriteKind};
 use crate::error::{FhirError, Issue, IssueType};
 use crate::fhir::json::ResourceBody;
-use crate::store::{BusyInterval, WriteGuards};
+use crate::store::{BusyInterval, StoreTransaction, WriteGuards};
 
 /// The identifier system of the MRNs Kiln assigns for a clinic.
 pub fn mrn_system(tenant: &TenantId) -> String {
@@ -21,7 +20,7 @@ pub fn mrn_system(tenant: &TenantId) -> String {
 /// Checks the rules, completes the resource where the rules say the server does (MRN), and
 /// answers the claims the store must hold for it.
 pub async fn prepare_write(
-    state: &AppState,
+    transaction: &mut dyn StoreTransaction,
     tenant: &TenantId,
     resource_type: &str,
     body: &mut ResourceBody,
@@ -48,7 +47,7 @@ pub async fn prepare_write(
         "Patient" => {
             if emr_rules::patient_mrn(value).is_none() {
                 let year = Utc::now().year();
-                let number = state.store.next_sequence(tenant, &format!("mrn-{year}")).await?;
+                let number = transaction.next_sequence(&format!("mrn-{year}")).await?;
                 let number = u32::try_from(number).map_err(|_| FhirError::internal("MRN sequence overflow"))?;
                 emr_rules::assign_mrn(value, year, number, &mrn_system(tenant));
                 body.set_member("identifier", &value["identifier"]);

@@ -187,6 +187,7 @@ async fn search(
             search_mode: Some(mode),
             request: None,
             response: None,
+            outcome: None,
         });
     }
     let mut response = (StatusCode::OK, bundle.finish()).into_response();

@@ -1,19 +1,20 @@
 //! update: `PUT [base]/[type]/[id]` (FHIR R4 http.html#update), including update-as-create with
-//! a client-chosen id and version-aware updates with `If-Match` (http.html#concurrency).
+//! a client-chosen id and version-aware updates with `If-Match` (http.html#concurrency); and
+//! conditional update `PUT [base]/[type]?[search]` (http.html#cond-update).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{
-    FhirBody, QueryParams, if_match, logical_id, parse_for_write, resource_type, return_preference, rules,
-    write_response,
+    FhirBody, QueryParams, WriteMode, conditional, if_match, logical_id, new_id, parse_for_write, resource_type,
+    return_preference, store_resource, write_response,
 };
 use crate::access::Principal;
 use crate::app::AppState;
-use crate::emr::rules::WriteKind;
 use crate::error::{FhirError, Issue, IssueType};
-use crate::store::{Change, WriteRequest};
+use crate::fhir::registry::ResourceType;
+use crate::store::StoreTransaction;
 
 pub async fn update(
     State(state): State<AppState>,
@@ -46,14 +47,86 @@ pub async fn update(
             ]));
         }
     }
-    let guards =
-        rules::prepare_write(&state, &principal.tenant, &definition.name, &mut resource, &mut value, WriteKind::Update)
-            .await?;
-    let mut request =
-        WriteRequest::new(&definition.name, id, Change::Update { body: &resource, if_match: expected_version });
-    request.guards = guards;
-    request.index = crate::search::index_resource(state.registry, &definition.name, &value);
-    let outcome = state.store.write(&principal.tenant, request).await?;
+    let mut transaction = state.store.begin(&principal.tenant).await?;
+    let outcome = store_resource(
+        &state,
+        &mut *transaction,
+        &definition.name,
+        id,
+        &mut resource,
+        &mut value,
+        WriteMode::Update { if_match: expected_version },
+    )
+    .await?;
+    transaction.commit().await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(write_response(&state, status, outcome.record, return_preference(&headers)))
+}
+
+/// `PUT [base]/[type]?[search]`.
+pub async fn conditional_update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(type_name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    let definition = resource_type(&state, &type_name)?;
+    let condition = query.unwrap_or_default();
+    let expected_version = if_match(&headers)?;
+    let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
+    let mut transaction = state.store.begin(&principal.tenant).await?;
+    let id = conditional_target(&state, &mut *transaction, definition, &condition, resource.id.as_deref()).await?;
+    let outcome = store_resource(
+        &state,
+        &mut *transaction,
+        &definition.name,
+        &id,
+        &mut resource,
+        &mut value,
+        WriteMode::Update { if_match: expected_version },
+    )
+    .await?;
+    transaction.commit().await?;
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(write_response(&state, status, outcome.record, return_preference(&headers)))
+}
+
+/// The id a conditional update writes (http.html#cond-update): the one match (the body's id,
+/// if any, must be its id), or with no match the body's id (update as create, unless that id
+/// exists: 409) or a new one. Several matches: 412.
+pub async fn conditional_target(
+    state: &AppState,
+    transaction: &mut dyn StoreTransaction,
+    definition: &ResourceType,
+    condition: &str,
+    body_id: Option<&str>,
+) -> Result<String, FhirError> {
+    match conditional::matching_ids(state, transaction, definition, condition, 2).await?.as_slice() {
+        [] => match body_id {
+            None => Ok(new_id()),
+            Some(id) => match transaction.read_current(&definition.name, id).await? {
+                Some(existing) if !existing.deleted => Err(FhirError::Conflict(format!(
+                    "no {} matches '{condition}', but {}/{id} named in the body exists and does not match",
+                    definition.name, definition.name
+                ))),
+                _ => Ok(id.to_string()),
+            },
+        },
+        [matched] => match body_id {
+            Some(id) if id != matched => Err(FhirError::BadRequest(vec![
+                Issue::error(
+                    IssueType::Invalid,
+                    format!(
+                        "the body's id '{id}' differs from {}/{matched}, which matches '{condition}'",
+                        definition.name
+                    ),
+                )
+                .at(format!("{}.id", definition.name)),
+            ])),
+            _ => Ok(matched.clone()),
+        },
+        _ => Err(conditional::several_match(definition, condition)),
+    }
 }

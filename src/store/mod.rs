@@ -192,8 +192,17 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         version: i64,
     ) -> StoreResult<Option<VersionRecord>>;
+    /// Starts a unit of work on the tenant's data (a database transaction).
+    async fn begin(&self, tenant: &TenantId) -> StoreResult<Box<dyn StoreTransaction>>;
     /// Applies one change atomically: no two writers can both pass the same `If-Match`.
-    async fn write(&self, tenant: &TenantId, request: WriteRequest<'_>) -> StoreResult<WriteOutcome>;
+    async fn write(&self, tenant: &TenantId, request: WriteRequest<'_>) -> StoreResult<WriteOutcome> {
+        let mut transaction = self.begin(tenant).await?;
+        let outcome = transaction.write(request).await?;
+        if !outcome.unchanged {
+            transaction.commit().await?;
+        }
+        Ok(outcome)
+    }
     /// Versions newest first.
     async fn history(
         &self,
@@ -221,7 +230,12 @@ pub trait Store: Send + Sync + 'static {
     /// How many current, live resources match the query (its cursor ignored).
     async fn count(&self, tenant: &TenantId, resource_type: &str, query: &SearchQuery) -> StoreResult<u64>;
     /// The next value of a per-tenant counter, starting at 1 (numbers may be skipped, never reused).
-    async fn next_sequence(&self, tenant: &TenantId, name: &str) -> StoreResult<i64>;
+    async fn next_sequence(&self, tenant: &TenantId, name: &str) -> StoreResult<i64> {
+        let mut transaction = self.begin(tenant).await?;
+        let value = transaction.next_sequence(name).await?;
+        transaction.commit().await?;
+        Ok(value)
+    }
     /// Makes sure the tenant row exists.
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
     /// Refreshes the query planner's statistics if at least `min_writes` writes happened since the
@@ -234,6 +248,29 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// A unit of work on one tenant's data: what it reads, finds and writes commits or rolls back
+/// together (the all-or-nothing of FHIR R4 http.html#transaction). Dropping it without
+/// [`commit`](StoreTransaction::commit) rolls everything back.
+#[async_trait]
+pub trait StoreTransaction: Send {
+    /// The tenant whose data this transaction works on.
+    fn tenant(&self) -> &TenantId;
+    /// Waits for, then holds until the transaction ends, a lock on a text key, so that work
+    /// decided by a search (a conditional create) is never done twice by concurrent writers,
+    /// whichever node or process they run on.
+    async fn lock(&mut self, key: &str) -> StoreResult<()>;
+    /// The current version as this transaction sees it (its own writes included).
+    async fn read_current(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<VersionRecord>>;
+    /// The ids of up to `limit` current, live resources matching the query (its cursor, sort
+    /// and paging ignored), as this transaction sees them.
+    async fn search_ids(&mut self, resource_type: &str, query: &SearchQuery, limit: u32) -> StoreResult<Vec<String>>;
+    /// Applies one change; no two writers can both pass the same `If-Match`.
+    async fn write(&mut self, request: WriteRequest<'_>) -> StoreResult<WriteOutcome>;
+    /// The next value of a per-tenant counter (see [`Store::next_sequence`]).
+    async fn next_sequence(&mut self, name: &str) -> StoreResult<i64>;
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
 
 /// The row of a resource's current version, as found before a write.
 #[derive(Debug, Clone, Copy)]

@@ -3,10 +3,12 @@
 
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    Change, CurrentRow, HistoryFilter, HistoryScope, Store, StoreError, StoreResult, VersionRecord, WriteMethod,
-    WriteOutcome, WritePlan, WriteRequest, plan_write,
+    Change, CurrentRow, HistoryFilter, HistoryScope, Store, StoreError, StoreResult, StoreTransaction, VersionRecord,
+    WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -21,6 +23,8 @@ pub trait SqlBackend: Database {
     const BACKEND_NAME: &'static str;
     /// Takes a transaction-scoped lock on a text key, where concurrent writers need one.
     const LOCK_KEY: Option<&'static str>;
+    /// The statement that starts a write transaction.
+    const BEGIN: &'static str;
     /// Refreshes the planner's statistics (run on the writer pool).
     const ANALYZE: &'static str;
 }
@@ -30,7 +34,7 @@ pub struct SqlStore<DB: Database> {
     pub(super) reads: Pool<DB>,
     pub(super) writes: Pool<DB>,
     /// Writes since the planner statistics were last refreshed.
-    pub(super) writes_since_analyze: std::sync::atomic::AtomicU64,
+    pub(super) writes_since_analyze: Arc<AtomicU64>,
 }
 
 const SELECT_CURRENT: &str =
@@ -98,98 +102,15 @@ where
         row.map(|row| version_record(&row)).transpose()
     }
 
-    async fn write(&self, tenant: &TenantId, request: WriteRequest<'_>) -> StoreResult<WriteOutcome> {
-        for _ in 0..INSERT_RACE_RETRIES {
-            let mut tx = self.writes.begin().await?;
-            let current = sqlx::query::<DB>(DB::SELECT_CURRENT_FOR_WRITE)
-                .bind(tenant.to_string())
-                .bind(request.resource_type.to_string())
-                .bind(request.id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| -> StoreResult<CurrentRow> {
-                    Ok(CurrentRow { version: row.try_get(0)?, deleted: row.try_get(1)?, last_updated: row.try_get(2)? })
-                })
-                .transpose()?;
-            let plan = plan_write(current, &request.change, now_micros())?;
-            let created = current.is_none_or(|c| c.deleted);
-            if plan.unchanged {
-                tx.rollback().await?;
-                return Ok(WriteOutcome {
-                    record: VersionRecord {
-                        resource_type: request.resource_type.to_string(),
-                        id: request.id.to_string(),
-                        version: plan.version,
-                        last_updated: plan.last_updated,
-                        deleted: true,
-                        method: WriteMethod::Delete,
-                        json: None,
-                        seq: 0,
-                    },
-                    created: false,
-                    unchanged: true,
-                });
-            }
-            let json = match &request.change {
-                Change::Create(body) | Change::Update { body, .. } => {
-                    Some(body.render(request.id, plan.version, &fhir_instant(plan.last_updated)))
-                }
-                Change::Delete => None,
-            };
-            let bind_current = |sql: &'static str| {
-                sqlx::query::<DB>(sql)
-                    .bind(tenant.to_string())
-                    .bind(request.resource_type.to_string())
-                    .bind(request.id.to_string())
-                    .bind(plan.version)
-                    .bind(plan.last_updated)
-                    .bind(plan.deleted)
-                    .bind(json.clone())
-            };
-            if plan.insert {
-                if bind_current(INSERT_CURRENT).fetch_optional(&mut *tx).await?.is_none() {
-                    // A concurrent writer created the same id first: start over and see its row.
-                    tx.rollback().await?;
-                    continue;
-                }
-            } else {
-                bind_current(UPDATE_CURRENT).execute(&mut *tx).await?;
-            }
-            if let Err(violation) = self.apply_guards(&mut tx, tenant, &request, &plan).await {
-                tx.rollback().await?;
-                return Err(violation);
-            }
-            self.replace_index(&mut tx, tenant, &request, &plan).await?;
-            let seq: i64 = sqlx::query::<DB>(INSERT_VERSION)
-                .bind(tenant.to_string())
-                .bind(request.resource_type.to_string())
-                .bind(request.id.to_string())
-                .bind(plan.version)
-                .bind(plan.last_updated)
-                .bind(plan.deleted)
-                .bind(plan.method.http_method().to_string())
-                .bind(json.clone())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-            tx.commit().await?;
-            self.writes_since_analyze.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(WriteOutcome {
-                record: VersionRecord {
-                    resource_type: request.resource_type.to_string(),
-                    id: request.id.to_string(),
-                    version: plan.version,
-                    last_updated: plan.last_updated,
-                    deleted: plan.deleted,
-                    method: plan.method,
-                    json,
-                    seq,
-                },
-                created,
-                unchanged: false,
-            });
-        }
-        Err(StoreError::AlreadyExists)
+    async fn begin(&self, tenant: &TenantId) -> StoreResult<Box<dyn StoreTransaction>> {
+        let tx = self.writes.begin_with(DB::BEGIN).await?;
+        Ok(Box::new(SqlTransaction {
+            tx,
+            tenant_id: tenant.clone(),
+            tenant: tenant.to_string(),
+            writes: 0,
+            writes_since_analyze: self.writes_since_analyze.clone(),
+        }))
     }
 
     async fn history(
@@ -350,18 +271,6 @@ where
         Ok(count.max(0) as u64)
     }
 
-    async fn next_sequence(&self, tenant: &TenantId, name: &str) -> StoreResult<i64> {
-        let row = sqlx::query::<DB>(
-            "INSERT INTO sequences (tenant, name, value) VALUES ($1, $2, 1) \
-             ON CONFLICT (tenant, name) DO UPDATE SET value = sequences.value + 1 RETURNING value",
-        )
-        .bind(tenant.to_string())
-        .bind(name.to_string())
-        .fetch_one(&self.writes)
-        .await?;
-        Ok(row.try_get(0)?)
-    }
-
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()> {
         sqlx::query::<DB>("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(tenant.to_string())
@@ -373,7 +282,6 @@ where
     }
 
     async fn refresh_statistics(&self, min_writes: u64) -> StoreResult<bool> {
-        use std::sync::atomic::Ordering;
         let writes = self.writes_since_analyze.load(Ordering::Relaxed);
         if writes < min_writes {
             return Ok(false);
@@ -394,7 +302,176 @@ where
     }
 }
 
-impl<DB> SqlStore<DB>
+/// A transaction on the writer pool, confined to one tenant.
+pub struct SqlTransaction<DB: Database> {
+    tx: sqlx::Transaction<'static, DB>,
+    tenant_id: TenantId,
+    /// The tenant as bound to statements.
+    tenant: String,
+    /// Versions written, added to the store's count on commit.
+    writes: u64,
+    writes_since_analyze: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl<DB> StoreTransaction for SqlTransaction<DB>
+where
+    DB: SqlBackend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'e> i64: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> bool: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> String: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
+    for<'e> Option<Vec<u8>>: Encode<'e, DB>,
+    for<'e> Option<String>: Encode<'e, DB>,
+    for<'e> f64: Encode<'e, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    fn tenant(&self) -> &TenantId {
+        &self.tenant_id
+    }
+
+    async fn lock(&mut self, key: &str) -> StoreResult<()> {
+        if let Some(lock) = DB::LOCK_KEY {
+            sqlx::query::<DB>(lock).bind(format!("{}|{key}", self.tenant)).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_current(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<VersionRecord>> {
+        let row = sqlx::query::<DB>(SELECT_CURRENT)
+            .bind(self.tenant.clone())
+            .bind(resource_type.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|row| current_record(&row)).transpose()
+    }
+
+    async fn search_ids(&mut self, resource_type: &str, query: &SearchQuery, limit: u32) -> StoreResult<Vec<String>> {
+        let sql = format!(
+            "SELECT r.id FROM resources r WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted{} ORDER BY r.id LIMIT {limit}",
+            query.conditions
+        );
+        let mut statement =
+            sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone()).bind(resource_type.to_string());
+        for arg in query.args.iter().cloned() {
+            statement = bind_arg(statement, arg);
+        }
+        let rows = statement.fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    async fn write(&mut self, request: WriteRequest<'_>) -> StoreResult<WriteOutcome> {
+        for _ in 0..INSERT_RACE_RETRIES {
+            let current = sqlx::query::<DB>(DB::SELECT_CURRENT_FOR_WRITE)
+                .bind(self.tenant.clone())
+                .bind(request.resource_type.to_string())
+                .bind(request.id.to_string())
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .map(|row| -> StoreResult<CurrentRow> {
+                    Ok(CurrentRow { version: row.try_get(0)?, deleted: row.try_get(1)?, last_updated: row.try_get(2)? })
+                })
+                .transpose()?;
+            let plan = plan_write(current, &request.change, now_micros())?;
+            let created = current.is_none_or(|c| c.deleted);
+            if plan.unchanged {
+                return Ok(WriteOutcome {
+                    record: VersionRecord {
+                        resource_type: request.resource_type.to_string(),
+                        id: request.id.to_string(),
+                        version: plan.version,
+                        last_updated: plan.last_updated,
+                        deleted: true,
+                        method: WriteMethod::Delete,
+                        json: None,
+                        seq: 0,
+                    },
+                    created: false,
+                    unchanged: true,
+                });
+            }
+            let json = match &request.change {
+                Change::Create(body) | Change::Update { body, .. } => {
+                    Some(body.render(request.id, plan.version, &fhir_instant(plan.last_updated)))
+                }
+                Change::Delete => None,
+            };
+            let bind_current = |sql: &'static str| {
+                sqlx::query::<DB>(sql)
+                    .bind(self.tenant.clone())
+                    .bind(request.resource_type.to_string())
+                    .bind(request.id.to_string())
+                    .bind(plan.version)
+                    .bind(plan.last_updated)
+                    .bind(plan.deleted)
+                    .bind(json.clone())
+            };
+            if plan.insert {
+                if bind_current(INSERT_CURRENT).fetch_optional(&mut *self.tx).await?.is_none() {
+                    // A concurrent writer created the same id first and has committed (the
+                    // insert waited for it): read its row again, now visible, and plan anew.
+                    continue;
+                }
+            } else {
+                bind_current(UPDATE_CURRENT).execute(&mut *self.tx).await?;
+            }
+            self.apply_guards(&request, &plan).await?;
+            self.replace_index(&request, &plan).await?;
+            let seq: i64 = sqlx::query::<DB>(INSERT_VERSION)
+                .bind(self.tenant.clone())
+                .bind(request.resource_type.to_string())
+                .bind(request.id.to_string())
+                .bind(plan.version)
+                .bind(plan.last_updated)
+                .bind(plan.deleted)
+                .bind(plan.method.http_method().to_string())
+                .bind(json.clone())
+                .fetch_one(&mut *self.tx)
+                .await?
+                .try_get(0)?;
+            self.writes += 1;
+            return Ok(WriteOutcome {
+                record: VersionRecord {
+                    resource_type: request.resource_type.to_string(),
+                    id: request.id.to_string(),
+                    version: plan.version,
+                    last_updated: plan.last_updated,
+                    deleted: plan.deleted,
+                    method: plan.method,
+                    json,
+                    seq,
+                },
+                created,
+                unchanged: false,
+            });
+        }
+        Err(StoreError::AlreadyExists)
+    }
+
+    async fn next_sequence(&mut self, name: &str) -> StoreResult<i64> {
+        let row = sqlx::query::<DB>(
+            "INSERT INTO sequences (tenant, name, value) VALUES ($1, $2, 1) \
+             ON CONFLICT (tenant, name) DO UPDATE SET value = sequences.value + 1 RETURNING value",
+        )
+        .bind(self.tenant.clone())
+        .bind(name.to_string())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        let this = *self;
+        this.tx.commit().await?;
+        this.writes_since_analyze.fetch_add(this.writes, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl<DB> SqlTransaction<DB>
 where
     DB: SqlBackend,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -410,21 +487,15 @@ where
 {
     /// Replaces the search-index rows of the resource with the new version's (none for a deletion),
     /// one multi-row INSERT per table. A brand-new resource has no rows to remove.
-    async fn replace_index(
-        &self,
-        tx: &mut sqlx::Transaction<'static, DB>,
-        tenant: &TenantId,
-        request: &WriteRequest<'_>,
-        plan: &WritePlan,
-    ) -> StoreResult<()> {
+    async fn replace_index(&mut self, request: &WriteRequest<'_>, plan: &WritePlan) -> StoreResult<()> {
         let previous_rows = if plan.insert { &[][..] } else { &INDEX_TABLES[..] };
         for table in previous_rows {
             let sql = format!("DELETE FROM {table} WHERE tenant = $1 AND type = $2 AND id = $3");
             sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
-                .bind(tenant.to_string())
+                .bind(self.tenant.clone())
                 .bind(request.resource_type.to_string())
                 .bind(request.id.to_string())
-                .execute(&mut **tx)
+                .execute(&mut *self.tx)
                 .await?;
         }
         if plan.deleted {
@@ -449,14 +520,14 @@ where
                 let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
                 for row in chunk {
                     statement = statement
-                        .bind(tenant.to_string())
+                        .bind(self.tenant.clone())
                         .bind(request.resource_type.to_string())
                         .bind(request.id.to_string());
                     for value in index_values(row) {
                         statement = bind_arg_opt(statement, value);
                     }
                 }
-                statement.execute(&mut **tx).await?;
+                statement.execute(&mut *self.tx).await?;
             }
         }
         Ok(())
@@ -464,14 +535,9 @@ where
 
     /// Replaces the resource's unique keys and busy intervals with the new version's, refusing
     /// keys held by another resource and intervals that overlap another's.
-    async fn apply_guards(
-        &self,
-        tx: &mut sqlx::Transaction<'static, DB>,
-        tenant: &TenantId,
-        request: &WriteRequest<'_>,
-        plan: &WritePlan,
-    ) -> StoreResult<()> {
-        let owner = || (tenant.to_string(), request.resource_type.to_string(), request.id.to_string());
+    async fn apply_guards(&mut self, request: &WriteRequest<'_>, plan: &WritePlan) -> StoreResult<()> {
+        let tenant = self.tenant.clone();
+        let owner = || (tenant.clone(), request.resource_type.to_string(), request.id.to_string());
         let previous_claims: &[&'static str] = if plan.insert {
             &[]
         } else {
@@ -482,7 +548,7 @@ where
         };
         for statement in previous_claims {
             let (t, ty, id) = owner();
-            sqlx::query::<DB>(*statement).bind(t).bind(ty).bind(id).execute(&mut **tx).await?;
+            sqlx::query::<DB>(*statement).bind(t).bind(ty).bind(id).execute(&mut *self.tx).await?;
         }
         if plan.deleted {
             return Ok(());
@@ -497,7 +563,7 @@ where
             .bind(key.clone())
             .bind(ty)
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *self.tx)
             .await?;
             if inserted.is_none() {
                 let holder =
@@ -505,7 +571,7 @@ where
                         .bind(t)
                         .bind(kind.clone())
                         .bind(key.clone())
-                        .fetch_one(&mut **tx)
+                        .fetch_one(&mut *self.tx)
                         .await?;
                 let (holder_type, holder_id): (String, String) = (holder.try_get(0)?, holder.try_get(1)?);
                 return Err(StoreError::KeyTaken {
@@ -517,16 +583,19 @@ where
         }
         for interval in &request.guards.busy {
             if let Some(lock) = DB::LOCK_KEY {
-                sqlx::query::<DB>(lock).bind(format!("{tenant}|{}", interval.key)).execute(&mut **tx).await?;
+                sqlx::query::<DB>(lock)
+                    .bind(format!("{}|{}", self.tenant, interval.key))
+                    .execute(&mut *self.tx)
+                    .await?;
             }
             let clash = sqlx::query::<DB>(
                 "SELECT type, id FROM busy_intervals WHERE tenant = $1 AND key = $2 AND start_at < $3 AND end_at > $4 LIMIT 1",
             )
-            .bind(tenant.to_string())
+            .bind(self.tenant.clone())
             .bind(interval.key.clone())
             .bind(interval.end)
             .bind(interval.start)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *self.tx)
             .await?;
             if let Some(row) = clash {
                 let (holder_type, holder_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -545,7 +614,7 @@ where
             .bind(interval.end)
             .bind(ty)
             .bind(id)
-            .execute(&mut **tx)
+            .execute(&mut *self.tx)
             .await?;
         }
         Ok(())

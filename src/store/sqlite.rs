@@ -14,6 +14,9 @@ impl SqlBackend for Sqlite {
     const SELECT_CURRENT_FOR_WRITE: &'static str =
         "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3";
     const BACKEND_NAME: &'static str = "sqlite";
+    // Takes the write lock at once: a deferred transaction that reads before it writes could
+    // fail with SQLITE_BUSY when another process wrote in between, whatever the busy timeout.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
     // The single writer connection already serialises every write.
     const LOCK_KEY: Option<&'static str> = None;
     // A bounded sample per index keeps this to milliseconds even on large files.

@@ -21,8 +21,13 @@ async fn metadata_describes_every_supported_type(app: TestApp) {
         for code in ["read", "vread", "update", "delete", "history-instance", "history-type", "create"] {
             assert!(interactions.contains(&code), "{required} lacks {code}");
         }
-        assert_eq!(entry["conditionalCreate"], false, "conditional create is not built yet");
+        assert_eq!(entry["conditionalCreate"], true);
+        assert_eq!(entry["conditionalUpdate"], true);
+        assert_eq!(entry["conditionalDelete"], "multiple");
     }
+    let system: Vec<&str> =
+        statement["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    assert!(system.contains(&"transaction") && system.contains(&"batch"), "{system:?}");
     // Every advertised type is really served: reading an unknown id is a 404 for the id, not the type.
     for entry in resources {
         let t = entry["type"].as_str().unwrap();

@@ -149,25 +149,10 @@ async fn unknown_types_routes_methods_and_parameters(app: TestApp) {
     expect_outcome(response, StatusCode::NOT_FOUND).await;
 }
 
-async fn conditional_create_is_refused_until_supported(app: TestApp) {
-    let response = app
-        .client
-        .post(app.url("Patient"))
-        .header("content-type", "application/fhir+json")
-        .header("if-none-exist", "identifier=x|1")
-        .body(realistic_patient().to_string())
-        .send()
-        .await
-        .unwrap();
-    expect_outcome(response, StatusCode::NOT_IMPLEMENTED).await;
-    assert_eq!(history_size(&app).await, 0);
-}
-
 crate::on_both_backends!(
     malformed_bodies_are_refused_and_nothing_is_stored,
     invalid_content_is_unprocessable,
     media_types_are_checked,
     oversized_bodies_are_refused_before_being_read,
     unknown_types_routes_methods_and_parameters,
-    conditional_create_is_refused_until_supported,
 );

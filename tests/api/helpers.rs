@@ -32,6 +32,8 @@ pub fn settings(database_url: &str) -> Settings {
         db_pool_size: 4,
         max_page_size: 100,
         default_page_size: 10,
+        max_bundle_entries: 50,
+        max_conditional_deletes: 5,
         request_timeout_secs: 30,
         log: "warn".into(),
     }
@@ -59,6 +61,20 @@ impl TestApp {
         let (database_url, dir) = fresh_database(backend).await?;
         let mut settings = settings(&database_url);
         tweak(&mut settings);
+        Some(Self::launch(settings, customise, dir).await)
+    }
+
+    /// A second server on this one's database (another node of the same deployment).
+    pub async fn another_on_same_database(&self) -> TestApp {
+        Self::launch(settings(&self.database_url), |app| app, None).await
+    }
+
+    async fn launch(
+        settings: Settings,
+        customise: impl FnOnce(Application) -> Application,
+        dir: Option<tempfile::TempDir>,
+    ) -> TestApp {
+        let database_url = settings.database_url.clone();
         kiln::telemetry::init(&settings.log);
         let app = customise(Application::build(settings).await.expect("the app starts"));
         let port = app.port();
@@ -67,7 +83,7 @@ impl TestApp {
             let _ = rx.await;
         }));
         let root = format!("http://127.0.0.1:{port}");
-        Some(TestApp {
+        TestApp {
             base: format!("{root}/fhir"),
             root,
             client: Client::new(),
@@ -75,7 +91,7 @@ impl TestApp {
             shutdown: Some(tx),
             stopped: Some(stopped),
             _dir: dir,
-        })
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

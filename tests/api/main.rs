@@ -14,3 +14,4 @@ mod negotiation;
 mod rules;
 mod search;
 mod store_contract;
+mod transaction;
