@@ -36,6 +36,25 @@ fn search_params(resource: &ResourceType) -> Vec<Value> {
     params
 }
 
+/// Operations on every type, and their official definitions.
+const TYPE_OPERATIONS: &[(&str, &str)] = &[
+    ("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
+    ("meta", "http://hl7.org/fhir/OperationDefinition/Resource-meta"),
+    ("meta-add", "http://hl7.org/fhir/OperationDefinition/Resource-meta-add"),
+    ("meta-delete", "http://hl7.org/fhir/OperationDefinition/Resource-meta-delete"),
+];
+
+fn operations(resource: &ResourceType) -> Vec<Value> {
+    let mut operations: Vec<Value> =
+        TYPE_OPERATIONS.iter().map(|(name, definition)| json!({"name": name, "definition": definition})).collect();
+    if resource.name == "Patient" {
+        operations.push(
+            json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
+        );
+    }
+    operations
+}
+
 pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
     let resources: Vec<Value> = registry
         .resources()
@@ -52,6 +71,7 @@ pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
                 "conditionalUpdate": true,
                 "conditionalDelete": "multiple",
                 "searchParam": search_params(t),
+                "operation": operations(t),
             })
         })
         .collect();
@@ -79,6 +99,7 @@ pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
                 matches (default 100); a batch or transaction holds at most max_bundle_entries entries (default 10000).",
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+            "operation": [{"name": "meta", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta"}],
         }],
     });
     serde_json::to_vec(&statement).expect("CapabilityStatement serialises")

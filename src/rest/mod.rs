@@ -5,13 +5,17 @@ pub mod capabilities;
 pub mod conditional;
 pub mod create;
 pub mod delete;
+pub mod everything;
 pub mod format;
 pub mod history;
+pub mod meta;
+pub mod operation;
 pub mod read;
 pub mod rules;
 pub mod search;
 pub mod transaction;
 pub mod update;
+pub mod validate;
 pub mod vread;
 
 use axum::body::Body;

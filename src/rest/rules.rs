@@ -17,6 +17,26 @@ pub fn mrn_system(tenant: &TenantId) -> String {
     format!("urn:kiln:tenant:{tenant}:mrn")
 }
 
+/// The stateless rules (those needing no other resource): 422 naming every violation.
+pub fn check(resource_type: &str, value: &Value, kind: WriteKind) -> Result<(), FhirError> {
+    let violations = emr_rules::check_resource(resource_type, value, kind, Utc::now());
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(FhirError::Unprocessable(
+        violations
+            .into_iter()
+            .map(|v| {
+                let code = match v.kind {
+                    ViolationKind::BusinessRule => IssueType::BusinessRule,
+                    ViolationKind::Invalid => IssueType::Invalid,
+                };
+                Issue::error(code, v.message).at(v.expression)
+            })
+            .collect(),
+    ))
+}
+
 /// Checks the rules, completes the resource where the rules say the server does (MRN), and
 /// answers the claims the store must hold for it.
 pub async fn prepare_write(
@@ -27,21 +47,7 @@ pub async fn prepare_write(
     value: &mut Value,
     kind: WriteKind,
 ) -> Result<WriteGuards, FhirError> {
-    let violations = emr_rules::check_resource(resource_type, value, kind, Utc::now());
-    if !violations.is_empty() {
-        return Err(FhirError::Unprocessable(
-            violations
-                .into_iter()
-                .map(|v| {
-                    let code = match v.kind {
-                        ViolationKind::BusinessRule => IssueType::BusinessRule,
-                        ViolationKind::Invalid => IssueType::Invalid,
-                    };
-                    Issue::error(code, v.message).at(v.expression)
-                })
-                .collect(),
-        ));
-    }
+    check(resource_type, value, kind)?;
     let mut guards = WriteGuards::default();
     match resource_type {
         "Patient" => {

@@ -59,7 +59,7 @@ impl Cursor {
         }
     }
 
-    fn decode(text: &str) -> Option<Cursor> {
+    pub fn decode(text: &str) -> Option<Cursor> {
         if let Some(n) = text.strip_prefix('+') {
             return n.parse().ok().map(Cursor::Offset);
         }
@@ -224,6 +224,12 @@ impl SearchQuery {
     /// compartmentdefinition-patient): resources that refer to the patient through one of the
     /// parameters the compartment definition names for their type, or the patient itself.
     pub fn within_patient_compartment(&mut self, resource_type: &str, patient_id: &str) -> Result<(), FhirError> {
+        self.within_compartment_of(resource_type, Some(patient_id))
+    }
+
+    /// Confines the search to the Patient compartment of `patient_id`, or with `None` to the
+    /// compartments of every patient (all patients, and what refers to any patient).
+    pub fn within_compartment_of(&mut self, resource_type: &str, patient_id: Option<&str>) -> Result<(), FhirError> {
         let registry = crate::fhir::registry::Registry::global();
         let params = registry.patient_compartment.get(resource_type).cloned().unwrap_or_default();
         let mut alternatives = Vec::new();
@@ -232,14 +238,24 @@ impl SearchQuery {
             format!("${}", args.len() + 2)
         };
         if resource_type == "Patient" {
-            alternatives.push(format!("r.id = {}", bind(&mut self.args, SqlArg::Text(patient_id.to_string()))));
+            match patient_id {
+                Some(patient_id) => {
+                    alternatives.push(format!("r.id = {}", bind(&mut self.args, SqlArg::Text(patient_id.to_string()))))
+                }
+                None => return Ok(()),
+            }
         }
         for param in params.iter().filter(|p| SearchRegistry::global().param(resource_type, p).is_some()) {
             let code = bind(&mut self.args, SqlArg::Text(param.clone()));
-            let id = bind(&mut self.args, SqlArg::Text(patient_id.to_string()));
+            let target = match patient_id {
+                Some(patient_id) => {
+                    format!(" AND x.target_id = {}", bind(&mut self.args, SqlArg::Text(patient_id.to_string())))
+                }
+                None => String::new(),
+            };
             alternatives.push(format!(
                 "r.id IN (SELECT x.id FROM search_reference x WHERE x.tenant = $1 AND x.type = $2 \
-                 AND x.param = {code} AND x.target_type = 'Patient' AND x.target_id = {id})"
+                 AND x.param = {code} AND x.target_type = 'Patient'{target})"
             ));
         }
         if alternatives.is_empty() {

@@ -236,6 +236,8 @@ pub trait Store: Send + Sync + 'static {
         transaction.commit().await?;
         Ok(value)
     }
+    /// The profiles, tags and security labels on current resources of one type, or of all.
+    async fn meta_in_use(&self, tenant: &TenantId, resource_type: Option<&str>) -> StoreResult<MetaInUse>;
     /// Makes sure the tenant row exists.
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
     /// Refreshes the query planner's statistics if at least `min_writes` writes happened since the
@@ -248,6 +250,15 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// What `$meta` reports for a type or the whole system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaInUse {
+    pub profiles: Vec<String>,
+    /// `(system, code)` pairs.
+    pub tags: Vec<(Option<String>, Option<String>)>,
+    pub security: Vec<(Option<String>, Option<String>)>,
+}
 
 /// A unit of work on one tenant's data: what it reads, finds and writes commits or rolls back
 /// together (the all-or-nothing of FHIR R4 http.html#transaction). Dropping it without
@@ -267,6 +278,16 @@ pub trait StoreTransaction: Send {
     async fn search_ids(&mut self, resource_type: &str, query: &SearchQuery, limit: u32) -> StoreResult<Vec<String>>;
     /// Applies one change; no two writers can both pass the same `If-Match`.
     async fn write(&mut self, request: WriteRequest<'_>) -> StoreResult<WriteOutcome>;
+    /// Replaces the JSON and index rows of version `version`, the current one, without a new
+    /// version: only for `$meta-add` / `$meta-delete`, which the specification defines so.
+    async fn rewrite_current(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+        json: Vec<u8>,
+        index: Vec<IndexRow>,
+    ) -> StoreResult<()>;
     /// The next value of a per-tenant counter (see [`Store::next_sequence`]).
     async fn next_sequence(&mut self, name: &str) -> StoreResult<i64>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;

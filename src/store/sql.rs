@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    Change, CurrentRow, HistoryFilter, HistoryScope, Store, StoreError, StoreResult, StoreTransaction, VersionRecord,
-    WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
+    Change, CurrentRow, HistoryFilter, HistoryScope, MetaInUse, Store, StoreError, StoreResult, StoreTransaction,
+    VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -271,6 +271,35 @@ where
         Ok(count.max(0) as u64)
     }
 
+    async fn meta_in_use(&self, tenant: &TenantId, resource_type: Option<&str>) -> StoreResult<MetaInUse> {
+        let type_filter = if resource_type.is_some() { " AND type = $2" } else { "" };
+        let sql = format!(
+            "SELECT DISTINCT param, system, code FROM search_token WHERE tenant = $1{type_filter} \
+             AND param IN ('_tag', '_security') ORDER BY param, system, code"
+        );
+        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+        if let Some(t) = resource_type {
+            statement = statement.bind(t.to_string());
+        }
+        let mut meta = MetaInUse::default();
+        for row in statement.fetch_all(&self.reads).await? {
+            let param: String = row.try_get(0)?;
+            let pair = (row.try_get::<Option<String>, _>(1)?, row.try_get::<Option<String>, _>(2)?);
+            if param == "_tag" { meta.tags.push(pair) } else { meta.security.push(pair) }
+        }
+        let sql = format!(
+            "SELECT DISTINCT value FROM search_uri WHERE tenant = $1{type_filter} AND param = '_profile' ORDER BY value"
+        );
+        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+        if let Some(t) = resource_type {
+            statement = statement.bind(t.to_string());
+        }
+        for row in statement.fetch_all(&self.reads).await? {
+            meta.profiles.push(row.try_get(0)?);
+        }
+        Ok(meta)
+    }
+
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()> {
         sqlx::query::<DB>("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(tenant.to_string())
@@ -419,7 +448,8 @@ where
                 bind_current(UPDATE_CURRENT).execute(&mut *self.tx).await?;
             }
             self.apply_guards(&request, &plan).await?;
-            self.replace_index(&request, &plan).await?;
+            let index = if plan.deleted { &[][..] } else { &request.index[..] };
+            self.replace_index(request.resource_type, request.id, index, !plan.insert).await?;
             let seq: i64 = sqlx::query::<DB>(INSERT_VERSION)
                 .bind(self.tenant.clone())
                 .bind(request.resource_type.to_string())
@@ -449,6 +479,33 @@ where
             });
         }
         Err(StoreError::AlreadyExists)
+    }
+
+    async fn rewrite_current(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+        json: Vec<u8>,
+        index: Vec<IndexRow>,
+    ) -> StoreResult<()> {
+        for table in ["resources", "resource_versions"] {
+            let sql = format!(
+                "UPDATE {table} SET json = $4 WHERE tenant = $1 AND type = $2 AND id = $3 AND version = $5 RETURNING version"
+            );
+            let updated = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+                .bind(self.tenant.clone())
+                .bind(resource_type.to_string())
+                .bind(id.to_string())
+                .bind(json.clone())
+                .bind(version)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+            if updated.is_none() {
+                return Err(StoreError::VersionConflict { current: None });
+            }
+        }
+        self.replace_index(resource_type, id, &index, true).await
     }
 
     async fn next_sequence(&mut self, name: &str) -> StoreResult<i64> {
@@ -487,22 +544,25 @@ where
 {
     /// Replaces the search-index rows of the resource with the new version's (none for a deletion),
     /// one multi-row INSERT per table. A brand-new resource has no rows to remove.
-    async fn replace_index(&mut self, request: &WriteRequest<'_>, plan: &WritePlan) -> StoreResult<()> {
-        let previous_rows = if plan.insert { &[][..] } else { &INDEX_TABLES[..] };
+    async fn replace_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        index: &[IndexRow],
+        had_rows: bool,
+    ) -> StoreResult<()> {
+        let previous_rows = if had_rows { &INDEX_TABLES[..] } else { &[][..] };
         for table in previous_rows {
             let sql = format!("DELETE FROM {table} WHERE tenant = $1 AND type = $2 AND id = $3");
             sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
                 .bind(self.tenant.clone())
-                .bind(request.resource_type.to_string())
-                .bind(request.id.to_string())
+                .bind(resource_type.to_string())
+                .bind(id.to_string())
                 .execute(&mut *self.tx)
                 .await?;
         }
-        if plan.deleted {
-            return Ok(());
-        }
         for table in INDEX_TABLES {
-            let rows: Vec<&IndexRow> = request.index.iter().filter(|r| index_table(r) == table).collect();
+            let rows: Vec<&IndexRow> = index.iter().filter(|r| index_table(r) == table).collect();
             for chunk in rows.chunks(INDEX_ROWS_PER_INSERT) {
                 let columns = index_columns(chunk[0]);
                 let width = 3 + columns.len();
@@ -519,10 +579,8 @@ where
                 );
                 let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
                 for row in chunk {
-                    statement = statement
-                        .bind(self.tenant.clone())
-                        .bind(request.resource_type.to_string())
-                        .bind(request.id.to_string());
+                    statement =
+                        statement.bind(self.tenant.clone()).bind(resource_type.to_string()).bind(id.to_string());
                     for value in index_values(row) {
                         statement = bind_arg_opt(statement, value);
                     }

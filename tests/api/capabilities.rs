@@ -24,6 +24,12 @@ async fn metadata_describes_every_supported_type(app: TestApp) {
         assert_eq!(entry["conditionalCreate"], true);
         assert_eq!(entry["conditionalUpdate"], true);
         assert_eq!(entry["conditionalDelete"], "multiple");
+        let operations: Vec<&str> =
+            entry["operation"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+        for name in ["validate", "meta", "meta-add", "meta-delete"] {
+            assert!(operations.contains(&name), "{required} lacks ${name}");
+        }
+        assert_eq!(operations.contains(&"everything"), required == "Patient");
     }
     let system: Vec<&str> =
         statement["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();

@@ -11,6 +11,7 @@ mod examples;
 mod history;
 mod lifecycle;
 mod negotiation;
+mod operations;
 mod rules;
 mod search;
 mod store_contract;

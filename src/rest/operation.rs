@@ -1,0 +1,83 @@
+//! What the operations (FHIR R4 operations.html) share: reading a `Parameters` body or a plain
+//! resource body, and answering a `Parameters` resource.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::error::{FhirError, Issue, IssueType};
+use crate::fhir::FHIR_JSON;
+
+/// An operation's input: the parameters of a `Parameters` body, or a single resource sent as
+/// the body (which operations such as `$validate` accept in place of a `resource` parameter).
+pub enum OperationInput {
+    Parameters(Value),
+    Resource(Value),
+    Empty,
+}
+
+impl OperationInput {
+    pub fn read(body: &[u8]) -> Result<OperationInput, FhirError> {
+        if body.is_empty() {
+            return Ok(OperationInput::Empty);
+        }
+        let value = crate::fhir::json::parse_strict(body)?;
+        match value.get("resourceType").and_then(Value::as_str) {
+            Some("Parameters") => {
+                // Resources inside are checked by the operation against their own type, as
+                // resources of their own rather than as contained ones.
+                let mut shell = value.clone();
+                if let Some(list) = shell.get_mut("parameter").and_then(Value::as_array_mut) {
+                    for parameter in list.iter_mut().filter_map(Value::as_object_mut) {
+                        parameter.remove("resource");
+                    }
+                }
+                crate::fhir::validation::validate_any_type(crate::fhir::registry::Registry::global(), &shell)?;
+                Ok(OperationInput::Parameters(value))
+            }
+            Some(_) => Ok(OperationInput::Resource(value)),
+            None => Err(FhirError::BadRequest(vec![
+                Issue::error(IssueType::Required, "the body has no resourceType; send a Parameters resource")
+                    .at("resourceType"),
+            ])),
+        }
+    }
+
+    /// The parameter named `name`, if the input is a `Parameters`.
+    pub fn parameter(&self, name: &str) -> Option<&Value> {
+        match self {
+            OperationInput::Parameters(parameters) => parameters
+                .get("parameter")
+                .and_then(Value::as_array)
+                .and_then(|list| list.iter().find(|p| p.get("name").and_then(Value::as_str) == Some(name))),
+            _ => None,
+        }
+    }
+
+    /// A primitive parameter's value, whatever its `value[x]` type.
+    pub fn text(&self, name: &str) -> Option<String> {
+        let parameter = self.parameter(name)?.as_object()?;
+        parameter.iter().find(|(k, _)| k.starts_with("value")).and_then(|(_, v)| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    }
+}
+
+/// A `Parameters` answer holding the given `(name, value[x] member, value)` parameters.
+pub fn parameters_response(parameters: &[(&str, &str, Value)]) -> Response {
+    let list: Vec<Value> = parameters
+        .iter()
+        .map(|(name, member, value)| {
+            let mut parameter = json!({"name": name});
+            parameter[*member] = value.clone();
+            parameter
+        })
+        .collect();
+    let body = json!({"resourceType": "Parameters", "parameter": list});
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    response
+}
