@@ -122,7 +122,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             get(rest::search::search_get)
                 .post(create::create)
                 .put(update::conditional_update)
-                .delete(delete::conditional_delete),
+                .delete(delete::conditional_delete)
+                .patch(rest::patch::conditional_patch),
         )
         .route("/{type}/_search", axum::routing::post(rest::search::search_post))
         .route("/{type}/$validate", axum::routing::post(rest::validate::validate_type))
@@ -135,7 +136,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/{type}/{id}/$meta-delete", axum::routing::post(rest::meta::meta_delete))
         .route("/{type}/{id}/$everything", get(rest::everything::everything_for_patient))
         .route("/{type}/_history", get(history::type_history))
-        .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete))
+        .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete).patch(rest::patch::patch))
         .route("/{type}/{id}/_history", get(history::instance_history))
         .route("/{compartment}/{id}/{type}", get(rest::search::compartment_search))
         .route("/{type}/{id}/_history/{version}", get(vread::vread))

@@ -91,6 +91,18 @@ impl ResourceBody {
         }
     }
 
+    /// Takes back `original`'s exact bytes for every member whose value did not change, so a
+    /// rewrite from a typed tree (a PATCH) keeps e.g. `1.50` wherever it did not touch it.
+    pub fn restore_unchanged(&mut self, original: &ResourceBody, original_value: &Value, value: &Value) {
+        for (name, raw) in &mut self.members {
+            if original_value.get(name.as_str()) == value.get(name.as_str())
+                && let Some((_, original_raw)) = original.members.iter().find(|(k, _)| k == name)
+            {
+                *raw = original_raw.clone();
+            }
+        }
+    }
+
     /// Keeps only the members for which `keep` answers true.
     pub fn retain_members(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.members.retain(|(k, _)| keep(k));

@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod instant;
 pub mod json;
+pub mod patch;
 pub mod primitives;
 pub mod registry;
 pub mod subset;

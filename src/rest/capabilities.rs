@@ -16,7 +16,7 @@ use crate::search::SearchRegistry;
 
 /// Interactions every supported type offers (FHIR R4 `type-restful-interaction`).
 pub const TYPE_INTERACTIONS: &[&str] =
-    &["read", "vread", "update", "delete", "history-instance", "history-type", "create"];
+    &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
 /// System-level interactions.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
 
@@ -90,7 +90,7 @@ pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
         "implementation": {"description": "Kiln FHIR R4 server", "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
-        "patchFormat": [],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "documentation": "Every version of every resource is kept; delete of an unknown id answers 404, of a deleted one 204. \

@@ -10,6 +10,7 @@ pub mod format;
 pub mod history;
 pub mod meta;
 pub mod operation;
+pub mod patch;
 pub mod read;
 pub mod rules;
 pub mod search;

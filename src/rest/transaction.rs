@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use tower::ServiceExt;
 
+use super::patch::{self, PatchDocument};
 use super::{
     FhirBody, QueryParams, ReturnPreference, WriteMode, conditional, delete, etag, logical_id, new_id, parse_etag,
     parse_for_write, return_preference, store_resource, update,
@@ -138,6 +139,14 @@ impl Kind {
 
 /// What an entry asks for, from `entry.request`.
 enum Action {
+    /// The patch document is the entry's resource: a `Parameters` (FHIRPath Patch) or a
+    /// `Binary` holding a JSON Patch.
+    Patch {
+        definition: &'static ResourceType,
+        id: String,
+        if_match: Option<i64>,
+        document: Option<PatchDocument>,
+    },
     Create {
         definition: &'static ResourceType,
         condition: Option<String>,
@@ -175,7 +184,7 @@ impl Action {
         match self {
             Action::Delete { .. } | Action::ConditionalDelete { .. } => 0,
             Action::Create { .. } => 1,
-            Action::Update { .. } | Action::ConditionalUpdate { .. } => 2,
+            Action::Update { .. } | Action::ConditionalUpdate { .. } | Action::Patch { .. } => 2,
             Action::Read { .. } | Action::Refused => 3,
         }
     }
@@ -186,7 +195,8 @@ impl Action {
             | Action::Update { definition, .. }
             | Action::ConditionalUpdate { definition, .. }
             | Action::Delete { definition, .. }
-            | Action::ConditionalDelete { definition, .. } => Some(definition),
+            | Action::ConditionalDelete { definition, .. }
+            | Action::Patch { definition, .. } => Some(definition),
             Action::Read { .. } | Action::Refused => None,
         }
     }
@@ -459,7 +469,20 @@ fn plan_entry(
                 .at(format!("Bundle.entry[{index}].request")),
         ])
     })?;
-    let action = action(state, &request)?;
+    let mut action = action(state, &request)?;
+    if let Action::Patch { document, .. } = &mut action {
+        let raw = resource.ok_or_else(|| {
+            FhirError::BadRequest(vec![
+                Issue::error(
+                    IssueType::Required,
+                    "a PATCH entry needs its patch as the resource (Parameters or Binary)",
+                )
+                .at(format!("Bundle.entry[{index}].resource")),
+            ])
+        })?;
+        *document = Some(patch_document(raw.get().as_bytes())?);
+        return Ok((action, None));
+    }
     let resource = match (&action, resource) {
         (
             Action::Create { definition, .. }
@@ -490,6 +513,28 @@ fn plan_entry(
         ]));
     }
     Ok((action, resource))
+}
+
+/// The patch a PATCH entry carries: a `Parameters` resource (FHIRPath Patch), or a `Binary`
+/// whose `data` is a JSON Patch (`contentType` `application/json-patch+json`).
+fn patch_document(resource: &[u8]) -> Result<PatchDocument, FhirError> {
+    use base64::Engine;
+    let value = crate::fhir::json::parse_strict(resource)?;
+    match value.get("resourceType").and_then(Value::as_str) {
+        Some("Parameters") => PatchDocument::read("application/fhir+json", resource),
+        Some("Binary") => {
+            let content_type = value.get("contentType").and_then(Value::as_str).unwrap_or("");
+            let data = value.get("data").and_then(Value::as_str).unwrap_or("");
+            let bytes = base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| {
+                FhirError::bad_request(IssueType::Value, format!("the Binary's data is not base64: {e}"))
+            })?;
+            PatchDocument::read(content_type, &bytes)
+        }
+        other => Err(FhirError::bad_request(
+            IssueType::Invalid,
+            format!("a PATCH entry's resource is a Parameters or a Binary, not {}", other.unwrap_or("(none)")),
+        )),
+    }
 }
 
 /// Reads `entry.request`: the interaction its method and URL name.
@@ -546,7 +591,12 @@ fn action(state: &AppState, request: &RawRequest) -> Result<Action, FhirError> {
         ("DELETE", [type_name], Some(condition)) => {
             Ok(Action::ConditionalDelete { definition: definition(type_name)?, condition })
         }
-        ("PATCH", _, _) => Err(FhirError::NotImplemented("PATCH entries are not supported yet".into())),
+        ("PATCH", [type_name, id], None) => Ok(Action::Patch {
+            definition: definition(type_name)?,
+            id: logical_id(id)?.to_string(),
+            if_match,
+            document: None,
+        }),
         _ => Err(unsupported()),
     }
 }
@@ -599,6 +649,13 @@ async fn apply_writes(
     }
     for &i in &order {
         let entry = &mut entries[i];
+        if let Action::Patch { definition, id, if_match, document: Some(document) } = &entry.action {
+            let outcome = patch::patch_in(state, transaction, definition, id, document, *if_match)
+                .await
+                .map_err(|e| failure(entry, e))?;
+            entry.result = Some(EntryResult::written(state, StatusCode::OK, outcome.record));
+            continue;
+        }
         if entry.matched_existing || entry.resource.is_none() {
             continue;
         }
@@ -671,7 +728,7 @@ async fn resolve_target(
             entry.id = Some(new_id());
             Ok(vec![])
         }
-        Action::Update { id, .. } => {
+        Action::Update { id, .. } | Action::Patch { id, .. } => {
             entry.id = Some(id.clone());
             Ok(vec![id.clone()])
         }

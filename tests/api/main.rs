@@ -12,6 +12,7 @@ mod history;
 mod lifecycle;
 mod negotiation;
 mod operations;
+mod patch;
 mod rules;
 mod search;
 mod store_contract;

@@ -339,6 +339,46 @@ async fn conditional_create_update_and_delete(app: TestApp) {
     assert_eq!(search_total(&app, "Patient?_total=accurate").await, before, "over the cap nothing is deleted");
 }
 
+async fn patch_entries_in_a_transaction(app: TestApp) {
+    use base64::Engine;
+    let first = app.create(&realistic_patient()).await;
+    let second = app.create(&realistic_patient()).await;
+    let json_patch = json!([{"op": "replace", "path": "/gender", "value": "other"}]).to_string();
+    let binary = json!({"resourceType": "Binary", "contentType": "application/json-patch+json",
+        "data": base64::engine::general_purpose::STANDARD.encode(json_patch)});
+    let fhirpath = json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.active"},
+        {"name": "value", "valueBoolean": false}]}]});
+    let request = bundle(
+        "transaction",
+        vec![
+            entry(None, "PATCH", &format!("Patient/{first}"), Some(binary.clone())),
+            entry(None, "PATCH", &format!("Patient/{second}"), Some(fhirpath)),
+        ],
+    );
+    let response = app.post("", &request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(answer["entry"][0]["response"]["etag"], "W/\"2\"");
+    let first_now: Value = app.get(&format!("Patient/{first}")).await.json().await.unwrap();
+    let second_now: Value = app.get(&format!("Patient/{second}")).await.json().await.unwrap();
+    assert_eq!((first_now["gender"].as_str(), second_now["active"].as_bool()), (Some("other"), Some(false)));
+    // A patch that does not apply rolls the whole transaction back.
+    let bad = json!({"resourceType": "Binary", "contentType": "application/json-patch+json",
+        "data": base64::engine::general_purpose::STANDARD.encode(r#"[{"op":"remove","path":"/nothing"}]"#)});
+    let request = bundle(
+        "transaction",
+        vec![
+            entry(Some("urn:uuid:n"), "POST", "Patient", Some(realistic_patient())),
+            entry(None, "PATCH", &format!("Patient/{second}"), Some(bad)),
+        ],
+    );
+    let outcome = expect_outcome(app.post("", &request).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("Bundle.entry[1]"), "{outcome}");
+    assert_eq!(search_total(&app, "Patient?_total=accurate").await, 2);
+}
+
 /// 20 identical conditional creates at once, spread over two servers on one database, create
 /// exactly one resource.
 async fn concurrent_conditional_creates_create_once(app: TestApp) {
@@ -369,6 +409,7 @@ crate::on_both_backends!(
     conditional_references_and_creates_inside_a_transaction,
     transactions_refuse_duplicates_unknown_references_and_too_many_entries,
     a_batch_answers_each_entry_on_its_own,
+    patch_entries_in_a_transaction,
     conditional_create_update_and_delete,
     concurrent_conditional_creates_create_once,
 );
