@@ -26,10 +26,27 @@ pub struct Settings {
     pub max_bundle_entries: usize,
     /// Most resources one conditional delete may delete.
     pub max_conditional_deletes: u32,
+    /// Refuse writes whose references name local resources that do not exist.
+    pub reject_dangling_references: bool,
+    /// What deleting a resource that others still refer to does.
+    pub delete_referenced: DeleteReferenced,
+    /// Whether `DELETE …?_cascade=delete` may delete the referrers too.
+    pub cascade_delete: bool,
     /// Seconds a request may take before it is answered 503.
     pub request_timeout_secs: u64,
     /// Log filter, e.g. `info` or `kiln=debug,tower_http=info`.
     pub log: String,
+}
+
+/// The answer to deleting a resource others refer to (FHIR R4 http.html#delete leaves it to
+/// the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteReferenced {
+    /// 409, naming the referrers.
+    Refuse,
+    /// Delete it; the references stay, now pointing at a deleted resource.
+    Allow,
 }
 
 impl Settings {
@@ -45,6 +62,9 @@ impl Settings {
             .set_default("default_page_size", 50)?
             .set_default("max_bundle_entries", 10_000)?
             .set_default("max_conditional_deletes", 100)?
+            .set_default("reject_dangling_references", true)?
+            .set_default("delete_referenced", "refuse")?
+            .set_default("cascade_delete", false)?
             .set_default("request_timeout_secs", 60)?
             .set_default("log", "info")?;
         let env_file = std::env::var_os("KILN_CONFIG");

@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{
-    FhirBody, QueryParams, WriteMode, conditional, new_id, parse_for_write, resource_type, return_preference,
-    store_resource, write_response,
+    FhirBody, QueryParams, WriteMode, conditional, integrity, new_id, parse_for_write, resource_type,
+    return_preference, store_resource, write_response,
 };
 use crate::access::Principal;
 use crate::app::AppState;
@@ -53,6 +53,8 @@ pub async fn create(
     let outcome =
         store_resource(&state, &mut *transaction, &definition.name, &id, &mut resource, &mut value, WriteMode::Create)
             .await?;
+    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
+    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
     transaction.commit().await?;
     Ok(write_response(&state, StatusCode::CREATED, outcome.record, return_preference(&headers)))
 }

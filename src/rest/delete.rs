@@ -3,15 +3,17 @@
 //! again (idempotent); deleting an id that never existed answers 404. Conditional delete
 //! `DELETE [base]/[type]?[search]` (http.html#cdelete) deletes every match, up to the
 //! `max_conditional_deletes` setting; more matches than that answer 412 and delete nothing.
+//! Deleting a resource others still refer to is refused (409) unless configured otherwise;
+//! `_cascade=delete` deletes the referrers too where enabled (see [`super::integrity`]).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::{QueryParams, conditional, etag, logical_id, resource_type};
+use super::{QueryParams, conditional, etag, integrity, logical_id, resource_type};
 use crate::access::Principal;
 use crate::app::AppState;
-use crate::error::FhirError;
+use crate::error::{FhirError, IssueType};
 use crate::fhir::registry::ResourceType;
 use crate::store::{Change, StoreError, StoreTransaction, WriteOutcome, WriteRequest};
 
@@ -23,10 +25,26 @@ pub async fn delete(
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
     let id = logical_id(&id)?;
-    QueryParams::parse(query.as_deref()).only(&[])?;
+    let params = QueryParams::parse(query.as_deref());
+    params.only(&["_cascade"])?;
+    let cascade = match params.get("_cascade") {
+        None => false,
+        Some("delete") => true,
+        Some(other) => {
+            return Err(FhirError::bad_request(IssueType::Value, format!("_cascade must be 'delete', not '{other}'")));
+        }
+    };
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = delete_one(&mut *transaction, &definition.name, id).await?;
     if !outcome.unchanged {
+        let mut deleted = vec![(definition.name.clone(), id.to_string())];
+        if cascade {
+            deleted = integrity::cascade(&state, &mut *transaction, deleted.remove(0)).await?;
+            for (type_name, id) in deleted.iter().skip(1) {
+                delete_one(&mut *transaction, type_name, id).await?;
+            }
+        }
+        integrity::verify(&state, &mut *transaction, &[], &deleted).await.map_err(|v| v.error)?;
         transaction.commit().await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -48,7 +66,9 @@ pub async fn conditional_delete(
     let definition = resource_type(&state, &type_name)?;
     let condition = query.unwrap_or_default();
     let mut transaction = state.store.begin(&principal.tenant).await?;
-    delete_matching(&state, &mut *transaction, definition, &condition).await?;
+    let ids = delete_matching(&state, &mut *transaction, definition, &condition).await?;
+    let deleted: Vec<(String, String)> = ids.into_iter().map(|id| (definition.name.clone(), id)).collect();
+    integrity::verify(&state, &mut *transaction, &[], &deleted).await.map_err(|v| v.error)?;
     transaction.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -8,6 +8,7 @@ pub mod delete;
 pub mod everything;
 pub mod format;
 pub mod history;
+pub mod integrity;
 pub mod meta;
 pub mod operation;
 pub mod patch;
@@ -284,6 +285,7 @@ pub async fn store_resource(
     let mut request = WriteRequest::new(resource_type, id, change);
     request.guards = guards;
     request.index = crate::search::index_resource(state.registry, resource_type, value);
+    request.links = integrity::local_links(state, value);
     Ok(transaction.write(request).await?)
 }
 

@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::{
-    QueryParams, WriteMode, conditional, if_match, logical_id, parse_for_write, read_limited, resource_type,
+    QueryParams, WriteMode, conditional, if_match, integrity, logical_id, parse_for_write, read_limited, resource_type,
     return_preference, store_resource, write_response,
 };
 use crate::access::Principal;
@@ -78,6 +78,8 @@ pub async fn patch(
     let expected_version = if_match(&headers)?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
+    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
+    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
     transaction.commit().await?;
     Ok(write_response(&state, StatusCode::OK, outcome.record, return_preference(&headers)))
 }
@@ -102,6 +104,8 @@ pub async fn conditional_patch(
         _ => return Err(conditional::several_match(definition, &condition)),
     };
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
+    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
+    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
     transaction.commit().await?;
     Ok(write_response(&state, StatusCode::OK, outcome.record, return_preference(&headers)))
 }

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use tower::ServiceExt;
 
+use super::integrity;
 use super::patch::{self, PatchDocument};
 use super::{
     FhirBody, QueryParams, ReturnPreference, WriteMode, conditional, delete, etag, logical_id, new_id, parse_etag,
@@ -619,10 +620,14 @@ async fn apply_writes(
     // Deletes first, then decide the id of every create and update.
     let mut identities: HashMap<(String, String), usize> = HashMap::new();
     let mut replacements: HashMap<String, String> = HashMap::new();
+    let mut conditionally_deleted: Vec<(String, String)> = Vec::new();
     for &i in &order {
         let entry = &mut entries[i];
         let resolved = resolve_target(state, transaction, entry).await.map_err(|e| failure(entry, e))?;
         let Some(definition) = entry.action.definition() else { continue };
+        if matches!(entry.action, Action::ConditionalDelete { .. }) {
+            conditionally_deleted.extend(resolved.iter().map(|id| (definition.name.clone(), id.clone())));
+        }
         for id in resolved {
             if let Some(other) = identities.insert((definition.name.clone(), id.clone()), entry.index) {
                 return Err(failure(
@@ -676,6 +681,30 @@ async fn apply_writes(
         let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
         entry.result = Some(EntryResult::written(state, status, outcome.record));
     }
+    // Integrity is checked once all entries are written: entries may refer to one another in
+    // any order, and a delete may be matched by an update that drops the reference.
+    let mut written = Vec::new();
+    let mut deleted = Vec::new();
+    for entry in entries.iter() {
+        let Some(definition) = entry.action.definition() else { continue };
+        match (&entry.action, &entry.id) {
+            (Action::Delete { .. }, Some(id)) => deleted.push((definition.name.clone(), id.clone())),
+            (Action::ConditionalDelete { .. }, _) => {}
+            (_, Some(id)) if !entry.matched_existing => written.push((definition.name.clone(), id.clone())),
+            _ => {}
+        }
+    }
+    deleted.extend(conditionally_deleted);
+    integrity::verify(state, transaction, &written, &deleted).await.map_err(|violation| {
+        let culprit = entries.iter().find(|e| {
+            e.id.as_deref() == Some(violation.id.as_str())
+                && e.action.definition().is_some_and(|d| d.name == violation.resource_type)
+        });
+        match culprit {
+            Some(entry) => failure(entry, violation.error),
+            None => EntryFailure { index: 0, full_url: String::new(), error: violation.error },
+        }
+    })?;
     Ok(())
 }
 

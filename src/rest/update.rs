@@ -7,8 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{
-    FhirBody, QueryParams, WriteMode, conditional, if_match, logical_id, new_id, parse_for_write, resource_type,
-    return_preference, store_resource, write_response,
+    FhirBody, QueryParams, WriteMode, conditional, if_match, integrity, logical_id, new_id, parse_for_write,
+    resource_type, return_preference, store_resource, write_response,
 };
 use crate::access::Principal;
 use crate::app::AppState;
@@ -58,6 +58,8 @@ pub async fn update(
         WriteMode::Update { if_match: expected_version },
     )
     .await?;
+    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
+    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
     transaction.commit().await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(write_response(&state, status, outcome.record, return_preference(&headers)))
@@ -88,6 +90,8 @@ pub async fn conditional_update(
         WriteMode::Update { if_match: expected_version },
     )
     .await?;
+    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
+    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
     transaction.commit().await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(write_response(&state, status, outcome.record, return_preference(&headers)))

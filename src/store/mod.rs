@@ -75,11 +75,14 @@ pub struct WriteRequest<'a> {
     pub guards: WriteGuards,
     /// The search-index rows of the new version (replacing the previous version's).
     pub index: Vec<IndexRow>,
+    /// Every local resource the new version refers to, as `(type, id)` (replacing the previous
+    /// version's), for referential integrity.
+    pub links: Vec<(String, String)>,
 }
 
 impl<'a> WriteRequest<'a> {
     pub fn new(resource_type: &'a str, id: &'a str, change: Change<'a>) -> Self {
-        WriteRequest { resource_type, id, change, guards: WriteGuards::default(), index: Vec::new() }
+        WriteRequest { resource_type, id, change, guards: WriteGuards::default(), index: Vec::new(), links: Vec::new() }
     }
 }
 
@@ -251,6 +254,15 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// A reference from one current resource to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub source_type: String,
+    pub source_id: String,
+    pub target_type: String,
+    pub target_id: String,
+}
+
 /// What `$meta` reports for a type or the whole system.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetaInUse {
@@ -288,6 +300,10 @@ pub trait StoreTransaction: Send {
         json: Vec<u8>,
         index: Vec<IndexRow>,
     ) -> StoreResult<()>;
+    /// The links of `sources` whose target is not a live resource (at most 100).
+    async fn dangling_links(&mut self, sources: &[(String, String)]) -> StoreResult<Vec<Link>>;
+    /// Links from live resources (other than the targets themselves) to any of `targets`.
+    async fn referrers(&mut self, targets: &[(String, String)], limit: u32) -> StoreResult<Vec<Link>>;
     /// The next value of a per-tenant counter (see [`Store::next_sequence`]).
     async fn next_sequence(&mut self, name: &str) -> StoreResult<i64>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;

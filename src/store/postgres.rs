@@ -36,6 +36,7 @@ pub fn migrator() -> Migrator {
             "instance history index",
             include_str!("../../migrations/postgres/0004_instance_history_index.sql"),
         ),
+        migration(5, "resource links", include_str!("../../migrations/postgres/0005_resource_links.sql")),
     ])
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    Change, CurrentRow, HistoryFilter, HistoryScope, MetaInUse, Store, StoreError, StoreResult, StoreTransaction,
+    Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store, StoreError, StoreResult, StoreTransaction,
     VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
@@ -450,6 +450,8 @@ where
             self.apply_guards(&request, &plan).await?;
             let index = if plan.deleted { &[][..] } else { &request.index[..] };
             self.replace_index(request.resource_type, request.id, index, !plan.insert).await?;
+            let links = if plan.deleted { &[][..] } else { &request.links[..] };
+            self.replace_links(request.resource_type, request.id, links, !plan.insert).await?;
             let seq: i64 = sqlx::query::<DB>(INSERT_VERSION)
                 .bind(self.tenant.clone())
                 .bind(request.resource_type.to_string())
@@ -506,6 +508,35 @@ where
             }
         }
         self.replace_index(resource_type, id, &index, true).await
+    }
+
+    async fn dangling_links(&mut self, sources: &[(String, String)]) -> StoreResult<Vec<Link>> {
+        let mut found = Vec::new();
+        for chunk in sources.chunks(LINK_KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT l.source_type, l.source_id, l.target_type, l.target_id FROM resource_links l \
+                 WHERE l.tenant = $1 AND ({}) AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.tenant = l.tenant \
+                 AND r.type = l.target_type AND r.id = l.target_id AND NOT r.deleted) LIMIT 100",
+                key_alternatives("l.source_type", "l.source_id", chunk.len())
+            );
+            found.extend(self.fetch_links(sql, chunk).await?);
+        }
+        Ok(found)
+    }
+
+    async fn referrers(&mut self, targets: &[(String, String)], limit: u32) -> StoreResult<Vec<Link>> {
+        let mut found = Vec::new();
+        for chunk in targets.chunks(LINK_KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT l.source_type, l.source_id, l.target_type, l.target_id FROM resource_links l \
+                 WHERE l.tenant = $1 AND ({}) AND NOT (l.source_type = l.target_type AND l.source_id = l.target_id) \
+                 ORDER BY l.source_type, l.source_id LIMIT {limit}",
+                key_alternatives("l.target_type", "l.target_id", chunk.len())
+            );
+            found.extend(self.fetch_links(sql, chunk).await?);
+        }
+        found.truncate(limit as usize);
+        Ok(found)
     }
 
     async fn next_sequence(&mut self, name: &str) -> StoreResult<i64> {
@@ -589,6 +620,63 @@ where
             }
         }
         Ok(())
+    }
+
+    /// Replaces the resource's links with the new version's.
+    async fn replace_links(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        links: &[(String, String)],
+        had_rows: bool,
+    ) -> StoreResult<()> {
+        if had_rows {
+            sqlx::query::<DB>("DELETE FROM resource_links WHERE tenant = $1 AND source_type = $2 AND source_id = $3")
+                .bind(self.tenant.clone())
+                .bind(resource_type.to_string())
+                .bind(id.to_string())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        let mut unique: Vec<&(String, String)> = links.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(INDEX_ROWS_PER_INSERT) {
+            let tuples: Vec<String> =
+                (0..chunk.len()).map(|i| format!("($1, $2, $3, ${}, ${})", 4 + 2 * i, 5 + 2 * i)).collect();
+            let sql = format!(
+                "INSERT INTO resource_links (tenant, source_type, source_id, target_type, target_id) VALUES {}",
+                tuples.join(", ")
+            );
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+                .bind(self.tenant.clone())
+                .bind(resource_type.to_string())
+                .bind(id.to_string());
+            for (target_type, target_id) in chunk {
+                statement = statement.bind(target_type.clone()).bind(target_id.clone());
+            }
+            statement.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a link query whose key placeholders start at `$2`.
+    async fn fetch_links(&mut self, sql: String, keys: &[(String, String)]) -> StoreResult<Vec<Link>> {
+        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+        for (t, id) in keys {
+            statement = statement.bind(t.clone()).bind(id.clone());
+        }
+        let rows = statement.fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Link {
+                    source_type: row.try_get(0)?,
+                    source_id: row.try_get(1)?,
+                    target_type: row.try_get(2)?,
+                    target_id: row.try_get(3)?,
+                })
+            })
+            .collect()
     }
 
     /// Replaces the resource's unique keys and busy intervals with the new version's, refusing
@@ -688,6 +776,17 @@ const INDEX_TABLES: [&str; 7] = [
     "search_reference",
     "search_uri",
 ];
+
+/// `(type, id)` keys per link query: two bind parameters each.
+const LINK_KEYS_PER_QUERY: usize = 400;
+
+/// `(t = $2 AND i = $3) OR (t = $4 AND i = $5) …` for `count` keys.
+fn key_alternatives(type_column: &str, id_column: &str, count: usize) -> String {
+    (0..count)
+        .map(|i| format!("({type_column} = ${} AND {id_column} = ${})", 2 + 2 * i, 3 + 2 * i))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
 
 /// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's bind-parameter limits.
 const INDEX_ROWS_PER_INSERT: usize = 400;

@@ -35,6 +35,7 @@ pub fn migrator() -> Migrator {
         migration(2, "write guards", include_str!("../../migrations/sqlite/0002_write_guards.sql")),
         migration(3, "search index", include_str!("../../migrations/sqlite/0003_search_index.sql")),
         migration(4, "instance history index", include_str!("../../migrations/sqlite/0004_instance_history_index.sql")),
+        migration(5, "resource links", include_str!("../../migrations/sqlite/0005_resource_links.sql")),
     ])
 }
 

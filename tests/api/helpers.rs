@@ -34,6 +34,11 @@ pub fn settings(database_url: &str) -> Settings {
         default_page_size: 10,
         max_bundle_entries: 50,
         max_conditional_deletes: 5,
+        // Most cases refer to resources they never create (a search for `subject=Patient/p1`
+        // needs no Patient p1); the integrity cases turn the production default back on.
+        reject_dangling_references: false,
+        delete_referenced: kiln::config::DeleteReferenced::Refuse,
+        cascade_delete: true,
         request_timeout_secs: 30,
         log: "warn".into(),
     }
