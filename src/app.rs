@@ -35,6 +35,25 @@ pub struct AppState {
     pub capability_statement: bytes::Bytes,
 }
 
+impl AppState {
+    /// Opens the store (applying migrations) and builds the shared state: for the server, and
+    /// for commands that work in-process (`kiln import`).
+    pub async fn open(settings: Settings, base_url: Arc<str>) -> Result<AppState, StartupError> {
+        let store = store::connect(&settings.database_url, settings.db_pool_size).await?;
+        let default_tenant = TenantId::parse(&settings.default_tenant).map_err(StartupError::Config)?;
+        store.ensure_tenant(&default_tenant, "Default clinic").await?;
+        let registry = Registry::global();
+        Ok(AppState {
+            store,
+            registry,
+            capability_statement: rest::capabilities::build(registry, &base_url).into(),
+            settings: Arc::new(settings),
+            base_url,
+            default_tenant,
+        })
+    }
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
@@ -62,18 +81,7 @@ impl Application {
             Some(base) => base.trim_end_matches('/').into(),
             None => format!("http://{local}/fhir").into(),
         };
-        let store = store::connect(&settings.database_url, settings.db_pool_size).await?;
-        let default_tenant = TenantId::parse(&settings.default_tenant).map_err(StartupError::Config)?;
-        store.ensure_tenant(&default_tenant, "Default clinic").await?;
-        let registry = Registry::global();
-        let state = AppState {
-            store,
-            registry,
-            capability_statement: rest::capabilities::build(registry, &base_url).into(),
-            settings: Arc::new(settings),
-            base_url,
-            default_tenant,
-        };
+        let state = AppState::open(settings, base_url).await?;
         let router = router(state.clone());
         Ok(Application { listener, router, state })
     }

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod emr;
 pub mod error;
 pub mod fhir;
+pub mod import;
 pub mod rest;
 pub mod search;
 pub mod store;

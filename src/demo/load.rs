@@ -21,8 +21,8 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// Writes `DIR/bundles/shared.json`, `DIR/bundles/patient-NNNNNN.json` (transaction Bundles) and
-/// `DIR/ndjson/<Type>.ndjson`.
+/// Writes `DIR/bundles/000-shared.json`, `DIR/bundles/patient-NNNNNN.json` (transaction
+/// Bundles, named so that name order is load order) and `DIR/ndjson/<Type>.ndjson`.
 pub fn write_files(config: &DemoConfig, dir: &Path) -> std::io::Result<Summary> {
     let start = Instant::now();
     let bundles = dir.join("bundles");
@@ -49,7 +49,7 @@ pub fn write_files(config: &DemoConfig, dir: &Path) -> std::io::Result<Summary> 
             resources += set.len() as u64;
             Ok(())
         };
-    write_set("shared.json", &shared_resources(config), &mut writers)?;
+    write_set("000-shared.json", &shared_resources(config), &mut writers)?;
     for index in 0..config.patients {
         write_set(&format!("patient-{index:06}.json"), &patient_record(config, index), &mut writers)?;
     }
@@ -59,15 +59,19 @@ pub fn write_files(config: &DemoConfig, dir: &Path) -> std::io::Result<Summary> 
     Ok(Summary { patients: config.patients, resources, seconds: start.elapsed().as_secs_f64() })
 }
 
-/// Loads the records into the FHIR server at `base` (e.g. `http://127.0.0.1:8080/fhir`) with
-/// update-as-create (`PUT [type]/[id]`): the shared resources first, then the patients,
-/// `concurrency` at a time, each patient's resources in order.
+/// Loads the records into the FHIR server at `base` (e.g. `http://127.0.0.1:8080/fhir`) as
+/// transaction Bundles (`POST [base]`): the shared resources first, in order, then one Bundle
+/// per patient, `concurrency` at a time.
 pub async fn load_into(config: &DemoConfig, base: &str, concurrency: usize) -> Result<Summary, String> {
     let start = Instant::now();
     let client = reqwest::Client::new();
     let base = base.trim_end_matches('/').to_string();
     let resources = Arc::new(AtomicU64::new(0));
-    put_all(&client, &base, &shared_resources(config), &resources).await?;
+    // Shared resources refer only to those before them: chunks in order keep every reference
+    // pointing at something already stored.
+    for chunk in shared_resources(config).chunks(SHARED_PER_BUNDLE) {
+        post_transaction(&client, &base, chunk, &resources).await?;
+    }
     let next = Arc::new(AtomicU32::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -79,7 +83,7 @@ pub async fn load_into(config: &DemoConfig, base: &str, concurrency: usize) -> R
                 if index >= config.patients {
                     return Ok::<(), String>(());
                 }
-                put_all(&client, &base, &patient_record(&config, index), &resources).await?;
+                post_transaction(&client, &base, &patient_record(&config, index), &resources).await?;
                 if (index + 1) % 1000 == 0 {
                     eprintln!("kiln demo-data: {} patients loaded", index + 1);
                 }
@@ -96,25 +100,34 @@ pub async fn load_into(config: &DemoConfig, base: &str, concurrency: usize) -> R
     })
 }
 
-async fn put_all(client: &reqwest::Client, base: &str, set: &[Value], counter: &AtomicU64) -> Result<(), String> {
-    for resource in set {
-        let resource_type = resource["resourceType"].as_str().unwrap_or_default();
-        let id = resource["id"].as_str().unwrap_or_default();
-        let url = format!("{base}/{resource_type}/{id}");
-        let response = client
-            .put(&url)
-            .header("content-type", "application/fhir+json")
-            .header("prefer", "return=minimal")
-            .body(resource.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("PUT {url}: {e}"))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            return Err(format!("PUT {url}: {status}: {}", &body[..body.len().min(500)]));
-        }
-        counter.fetch_add(1, Ordering::Relaxed);
+/// Entries per Bundle of shared resources (well under the server's `max_bundle_entries`).
+const SHARED_PER_BUNDLE: usize = 500;
+
+async fn post_transaction(
+    client: &reqwest::Client,
+    base: &str,
+    set: &[Value],
+    counter: &AtomicU64,
+) -> Result<(), String> {
+    if set.is_empty() {
+        return Ok(());
     }
+    let response = client
+        .post(base)
+        .header("content-type", "application/fhir+json")
+        .body(transaction_bundle(set).to_string())
+        .send()
+        .await
+        .map_err(|e| format!("POST {base}: {e}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        return Err(format!(
+            "POST {base} (a transaction of {} resources): {status}: {}",
+            set.len(),
+            &body[..body.len().min(500)]
+        ));
+    }
+    counter.fetch_add(set.len() as u64, Ordering::Relaxed);
     Ok(())
 }

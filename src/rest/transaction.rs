@@ -26,7 +26,7 @@ use super::{
     FhirBody, QueryParams, ReturnPreference, WriteMode, conditional, delete, etag, logical_id, new_id, parse_etag,
     parse_for_write, return_preference, store_resource, update,
 };
-use crate::access::Principal;
+use crate::access::{Principal, TenantId};
 use crate::app::AppState;
 use crate::error::{FhirError, Issue, IssueType, operation_outcome_json};
 use crate::fhir::FHIR_JSON;
@@ -50,21 +50,33 @@ pub async fn process(
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     QueryParams::parse(query.as_deref()).only(&[])?;
-    let (kind, mut entries) = plan(&state, &body)?;
-    let preference = return_preference(&headers);
+    let answer = execute(&state, &reads, &principal.tenant, &body, return_preference(&headers)).await?;
+    let mut response = (StatusCode::OK, answer).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    Ok(response)
+}
+
+/// Runs a batch or transaction Bundle for `tenant` and answers the response Bundle; `reads`
+/// answers its GET entries.
+pub async fn execute(
+    state: &AppState,
+    reads: &Router,
+    tenant: &TenantId,
+    body: &[u8],
+    preference: ReturnPreference,
+) -> Result<Vec<u8>, FhirError> {
+    let (kind, mut entries) = plan(state, body)?;
     match kind {
         Kind::Transaction => {
-            let mut transaction = state.store.begin(&principal.tenant).await?;
-            apply_writes(&state, &mut *transaction, &mut entries, true)
-                .await
-                .map_err(|failure| failure.into_error())?;
+            let mut transaction = state.store.begin(tenant).await?;
+            apply_writes(state, &mut *transaction, &mut entries, true).await.map_err(|failure| failure.into_error())?;
             transaction.commit().await?;
         }
         Kind::Batch => {
             for entry in entries.iter_mut().filter(|e| !matches!(e.action, Action::Read { .. } | Action::Refused)) {
                 let result = async {
-                    let mut transaction = state.store.begin(&principal.tenant).await?;
-                    apply_writes(&state, &mut *transaction, std::slice::from_mut(entry), false)
+                    let mut transaction = state.store.begin(tenant).await?;
+                    apply_writes(state, &mut *transaction, std::slice::from_mut(entry), false)
                         .await
                         .map_err(|failure| failure.error)?;
                     transaction.commit().await?;
@@ -79,7 +91,7 @@ pub async fn process(
     }
     for entry in entries.iter_mut() {
         if let Action::Read { url, if_none_match, if_modified_since } = &entry.action {
-            entry.result = Some(read_entry(&reads, url, if_none_match.as_deref(), if_modified_since.as_deref()).await);
+            entry.result = Some(read_entry(reads, url, if_none_match.as_deref(), if_modified_since.as_deref()).await);
         }
     }
     let mut bundle = BundleWriter::new(kind.response_type(), None, &[]);
@@ -105,7 +117,7 @@ pub async fn process(
             _ => None,
         };
         bundle.push(Entry {
-            full_url: &entry.response_full_url(&state),
+            full_url: &entry.response_full_url(state),
             resource,
             search_mode: None,
             request: None,
@@ -118,9 +130,7 @@ pub async fn process(
             outcome: outcome.as_deref(),
         });
     }
-    let mut response = (StatusCode::OK, bundle.finish()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    Ok(response)
+    Ok(bundle.finish())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ mod demo;
 mod errors;
 mod examples;
 mod history;
+mod import;
 mod integrity;
 mod lifecycle;
 mod negotiation;
