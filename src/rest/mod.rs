@@ -258,9 +258,60 @@ pub enum WriteMode {
     Update { if_match: Option<i64> },
 }
 
+/// What a resource about to be written brings: the claims the store must hold for it, its
+/// search-index rows and the local resources it refers to.
+pub struct Prepared {
+    pub guards: crate::store::WriteGuards,
+    pub index: Vec<crate::search::IndexRow>,
+    pub links: Vec<(String, String)>,
+}
+
 /// The shared second half of create and update, also used by every write in a batch or
-/// transaction: applies the business rules (which may complete the resource, e.g. its MRN),
-/// indexes it and writes it in `transaction`.
+/// transaction: applies the business rules (which may complete the resource, e.g. its MRN) and
+/// derives its index rows and links.
+pub async fn prepare_resource(
+    state: &AppState,
+    transaction: &mut dyn crate::store::StoreTransaction,
+    resource_type: &str,
+    resource: &mut crate::fhir::json::ResourceBody,
+    value: &mut serde_json::Value,
+    mode: WriteMode,
+) -> Result<Prepared, FhirError> {
+    use crate::emr::rules::WriteKind;
+    let kind = match mode {
+        WriteMode::Create => WriteKind::Create,
+        WriteMode::Update { .. } => WriteKind::Update,
+    };
+    let tenant = transaction.tenant().clone();
+    let guards = rules::prepare_write(transaction, &tenant, resource_type, resource, value, kind).await?;
+    Ok(Prepared {
+        guards,
+        index: crate::search::index_resource(state.registry, resource_type, value),
+        links: integrity::local_links(state, value),
+    })
+}
+
+/// The store's request for a prepared resource.
+pub fn write_request<'a>(
+    resource_type: &'a str,
+    id: &'a str,
+    resource: &'a crate::fhir::json::ResourceBody,
+    mode: WriteMode,
+    prepared: Prepared,
+) -> crate::store::WriteRequest<'a> {
+    use crate::store::{Change, WriteRequest};
+    let change = match mode {
+        WriteMode::Create => Change::Create(resource),
+        WriteMode::Update { if_match } => Change::Update { body: resource, if_match },
+    };
+    let mut request = WriteRequest::new(resource_type, id, change);
+    request.guards = prepared.guards;
+    request.index = prepared.index;
+    request.links = prepared.links;
+    request
+}
+
+/// Prepares and writes one resource in `transaction`.
 pub async fn store_resource(
     state: &AppState,
     transaction: &mut dyn crate::store::StoreTransaction,
@@ -270,23 +321,8 @@ pub async fn store_resource(
     value: &mut serde_json::Value,
     mode: WriteMode,
 ) -> Result<crate::store::WriteOutcome, FhirError> {
-    use crate::emr::rules::WriteKind;
-    use crate::store::{Change, WriteRequest};
-    let kind = match mode {
-        WriteMode::Create => WriteKind::Create,
-        WriteMode::Update { .. } => WriteKind::Update,
-    };
-    let tenant = transaction.tenant().clone();
-    let guards = rules::prepare_write(transaction, &tenant, resource_type, resource, value, kind).await?;
-    let change = match mode {
-        WriteMode::Create => Change::Create(resource),
-        WriteMode::Update { if_match } => Change::Update { body: resource, if_match },
-    };
-    let mut request = WriteRequest::new(resource_type, id, change);
-    request.guards = guards;
-    request.index = crate::search::index_resource(state.registry, resource_type, value);
-    request.links = integrity::local_links(state, value);
-    Ok(transaction.write(request).await?)
+    let prepared = prepare_resource(state, transaction, resource_type, resource, value, mode).await?;
+    Ok(transaction.write(write_request(resource_type, id, resource, mode, prepared)).await?)
 }
 
 /// A new server-assigned id. Time-ordered ids keep index inserts local (B-tree pages fill in

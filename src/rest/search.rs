@@ -71,6 +71,96 @@ pub async fn search_post(
     search(&state, &principal, &type_name, params, &headers, None).await
 }
 
+/// Most codes a ValueSet named by `:in` / `:not-in` may hold.
+const VALUE_SET_CODES: usize = 1000;
+
+/// Replaces `code:in=[ValueSet url]` by `code=system|code,…` (and `:not-in` by `:not`) with
+/// the codes the ValueSet stored on this server enumerates (search.html#modifiers).
+async fn expand_value_sets(
+    state: &AppState,
+    principal: &Principal,
+    params: QueryParams,
+) -> Result<QueryParams, FhirError> {
+    let mut out = Vec::with_capacity(params.0.len());
+    for (name, value) in params.0 {
+        let (base, negated) = match (name.strip_suffix(":in"), name.strip_suffix(":not-in")) {
+            (Some(base), _) => (base.to_string(), false),
+            (_, Some(base)) => (base.to_string(), true),
+            _ => {
+                out.push((name, value));
+                continue;
+            }
+        };
+        let mut codes = Vec::new();
+        for url in value.split(',') {
+            codes.extend(value_set_codes(state, principal, url).await.map_err(|message| {
+                FhirError::BadRequest(vec![
+                    crate::error::Issue::error(IssueType::NotSupported, message).at(name.clone()),
+                ])
+            })?);
+        }
+        if codes.is_empty() {
+            return Err(FhirError::bad_request(IssueType::Value, format!("{name}: the ValueSet holds no codes")));
+        }
+        let list: Vec<String> = codes.iter().map(|(system, code)| format!("{system}|{code}")).collect();
+        out.push((if negated { format!("{base}:not") } else { base }, list.join(",")));
+    }
+    Ok(QueryParams(out))
+}
+
+/// The `(system, code)` pairs a stored ValueSet enumerates: its expansion, or the concepts its
+/// compose lists (less those excluded). Filters and whole code systems cannot be enumerated here.
+async fn value_set_codes(state: &AppState, principal: &Principal, url: &str) -> Result<Vec<(String, String)>, String> {
+    let definition = resource_type(state, "ValueSet").map_err(|_| "ValueSets are not served here".to_string())?;
+    let lookup = QueryParams(vec![("url".into(), url.to_string())]);
+    let query = query::compile(definition, &lookup, &state.base_url, false, 2, 2).map_err(|e| format!("{e:?}"))?;
+    let records = state.store.search(&principal.tenant, "ValueSet", &query).await.map_err(|e| e.to_string())?;
+    let record = records.first().ok_or_else(|| format!("no ValueSet with url '{url}' is stored on this server"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(record.json.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+    fn contains(items: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for item in items.as_array().into_iter().flatten() {
+            if let (Some(system), Some(code)) = (item["system"].as_str(), item["code"].as_str()) {
+                out.push((system.to_string(), code.to_string()));
+            }
+            contains(&item["contains"], out);
+        }
+    }
+    let mut codes = Vec::new();
+    if value["expansion"]["contains"].is_array() {
+        contains(&value["expansion"]["contains"], &mut codes);
+    } else {
+        let concepts = |part: &serde_json::Value| -> Result<Vec<(String, String)>, String> {
+            let mut found = Vec::new();
+            for include in part.as_array().into_iter().flatten() {
+                let system = include["system"].as_str().unwrap_or_default();
+                let listed = include["concept"].as_array();
+                if system.is_empty()
+                    || listed.is_none()
+                    || include.get("filter").is_some()
+                    || include.get("valueSet").is_some()
+                {
+                    return Err(format!(
+                        "the ValueSet '{url}' uses filters, other ValueSets or whole code systems; only listed concepts can be searched"
+                    ));
+                }
+                for concept in listed.into_iter().flatten() {
+                    if let Some(code) = concept["code"].as_str() {
+                        found.push((system.to_string(), code.to_string()));
+                    }
+                }
+            }
+            Ok(found)
+        };
+        let excluded = concepts(&value["compose"]["exclude"])?;
+        codes = concepts(&value["compose"]["include"])?.into_iter().filter(|c| !excluded.contains(c)).collect();
+    }
+    if codes.len() > VALUE_SET_CODES {
+        return Err(format!("the ValueSet '{url}' holds more than {VALUE_SET_CODES} codes"));
+    }
+    Ok(codes)
+}
+
 /// Rounds of `:iterate`, and resources an include may add: bounds on what one page can cost.
 const INCLUDE_ROUNDS: usize = 3;
 const INCLUDE_LIMIT: u32 = 1000;
@@ -114,6 +204,7 @@ async fn search(
     patient_compartment: Option<&str>,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(state, type_name)?;
+    let params = expand_value_sets(state, principal, params).await?;
     let lenient = headers
         .get_all("prefer")
         .iter()

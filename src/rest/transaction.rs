@@ -24,7 +24,7 @@ use super::integrity;
 use super::patch::{self, PatchDocument};
 use super::{
     FhirBody, QueryParams, ReturnPreference, WriteMode, conditional, delete, etag, logical_id, new_id, parse_etag,
-    parse_for_write, return_preference, store_resource, update,
+    parse_for_write, prepare_resource, return_preference, update, write_request,
 };
 use crate::access::{Principal, TenantId};
 use crate::app::AppState;
@@ -662,13 +662,15 @@ async fn apply_writes(
     if !resolve_full_urls {
         replacements.clear();
     }
+    // Creates and updates are prepared one by one (rules, index rows, links), then written
+    // together; patches, which read what they change, follow one by one.
+    let mut batch: Vec<(usize, WriteMode)> = Vec::new();
+    let mut prepared = Vec::new();
+    let mut patches = Vec::new();
     for &i in &order {
         let entry = &mut entries[i];
-        if let Action::Patch { definition, id, if_match, document: Some(document) } = &entry.action {
-            let outcome = patch::patch_in(state, transaction, definition, id, document, *if_match)
-                .await
-                .map_err(|e| failure(entry, e))?;
-            entry.result = Some(EntryResult::written(state, StatusCode::OK, outcome.record));
+        if matches!(entry.action, Action::Patch { .. }) {
+            patches.push(i);
             continue;
         }
         if entry.matched_existing || entry.resource.is_none() {
@@ -676,7 +678,6 @@ async fn apply_writes(
         }
         resolve_references(state, transaction, entry, &mut replacements).await.map_err(|e| failure(entry, e))?;
         let definition = entry.action.definition().expect("writes name a type");
-        let id = entry.id.clone().expect("every write has its id by now");
         let mode = match &entry.action {
             Action::Create { .. } => WriteMode::Create,
             Action::Update { if_match, .. } | Action::ConditionalUpdate { if_match, .. } => {
@@ -685,11 +686,40 @@ async fn apply_writes(
             _ => continue,
         };
         let (resource, value) = entry.resource.as_mut().expect("checked above");
-        let outcome = store_resource(state, transaction, &definition.name, &id, resource, value, mode)
+        let parts = prepare_resource(state, transaction, &definition.name, resource, value, mode)
             .await
             .map_err(|e| failure(entry, e))?;
+        batch.push((i, mode));
+        prepared.push(parts);
+    }
+    let requests: Vec<_> = batch
+        .iter()
+        .zip(prepared)
+        .map(|(&(i, mode), parts)| {
+            let entry = &entries[i];
+            let definition = entry.action.definition().expect("writes name a type");
+            let id = entry.id.as_deref().expect("every write has its id by now");
+            let (resource, _) = entry.resource.as_ref().expect("checked above");
+            write_request(&definition.name, id, resource, mode, parts)
+        })
+        .collect();
+    let outcomes = transaction.write_batch(&requests).await.map_err(|e| {
+        let entry = &entries[batch[e.index.unwrap_or(0)].0];
+        failure(entry, e.error.into())
+    })?;
+    drop(requests);
+    for (&(i, _), outcome) in batch.iter().zip(outcomes) {
         let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
-        entry.result = Some(EntryResult::written(state, status, outcome.record));
+        entries[i].result = Some(EntryResult::written(state, status, outcome.record));
+    }
+    for i in patches {
+        let entry = &mut entries[i];
+        if let Action::Patch { definition, id, if_match, document: Some(document) } = &entry.action {
+            let outcome = patch::patch_in(state, transaction, definition, id, document, *if_match)
+                .await
+                .map_err(|e| failure(entry, e))?;
+            entry.result = Some(EntryResult::written(state, StatusCode::OK, outcome.record));
+        }
     }
     // Integrity is checked once all entries are written: entries may refer to one another in
     // any order, and a delete may be matched by an update that drops the reference.

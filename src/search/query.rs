@@ -133,7 +133,6 @@ const NOT_YET: &[&str] = &[
     "_content",
     "_filter",
     "_query",
-    "_list",
     "_contained",
     "_containedType",
     "_type",
@@ -323,11 +322,26 @@ impl ConditionBuilder<'_> {
         };
         if NOT_YET.contains(&name) {
             return Err(Invalid(format!(
-                "'{raw_name}' is not supported yet (_text, _content, _filter, _list and _type come later)"
+                "'{raw_name}' is not supported yet (_text, _content, _filter and _query come later)"
             )));
         }
         if value.is_empty() {
             return Err(Invalid(format!("parameter '{raw_name}' has no value")));
+        }
+        // _list=[id]: the resources List/[id] holds as entries (search.html#list).
+        if name == "_list" {
+            if modifier.is_some() {
+                return Err(Invalid("modifiers are not supported on _list".into()));
+            }
+            let mut alternatives = Vec::new();
+            for list_id in split_or(value) {
+                let list = self.placeholder(SqlArg::Text(list_id));
+                alternatives.push(format!(
+                    "{alias}.id IN (SELECT x.target_id FROM search_reference x WHERE x.tenant = $1 AND x.type = 'List' \
+                     AND x.param = 'item' AND x.id = {list} AND x.target_type = {type_placeholder})"
+                ));
+            }
+            return Ok(format!("({})", alternatives.join(" OR ")));
         }
         // _id and _lastUpdated are columns of the resource row itself.
         if name == "_id" || name == "_lastUpdated" {

@@ -57,6 +57,7 @@ pub struct VersionRecord {
 }
 
 /// A change to one resource.
+#[derive(Clone, Copy)]
 pub enum Change<'a> {
     /// A new resource with a server-assigned id.
     Create(&'a ResourceBody),
@@ -67,6 +68,7 @@ pub enum Change<'a> {
     Delete,
 }
 
+#[derive(Clone)]
 pub struct WriteRequest<'a> {
     pub resource_type: &'a str,
     pub id: &'a str,
@@ -254,6 +256,25 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// Why a batch write failed, and which request caused it, when one did.
+#[derive(Debug)]
+pub struct BatchError {
+    pub index: Option<usize>,
+    pub error: StoreError,
+}
+
+impl From<StoreError> for BatchError {
+    fn from(error: StoreError) -> Self {
+        BatchError { index: None, error }
+    }
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(error: sqlx::Error) -> Self {
+        BatchError { index: None, error: error.into() }
+    }
+}
+
 /// A reference from one current resource to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -290,6 +311,10 @@ pub trait StoreTransaction: Send {
     async fn search_ids(&mut self, resource_type: &str, query: &SearchQuery, limit: u32) -> StoreResult<Vec<String>>;
     /// Applies one change; no two writers can both pass the same `If-Match`.
     async fn write(&mut self, request: WriteRequest<'_>) -> StoreResult<WriteOutcome>;
+    /// Applies several changes to distinct resources, as [`write`](StoreTransaction::write)
+    /// each would, in a few statements for all of them (the bulk path of transactions and
+    /// imports). On failure, answers the index of the request at fault where one is.
+    async fn write_batch(&mut self, requests: &[WriteRequest<'_>]) -> Result<Vec<WriteOutcome>, BatchError>;
     /// Replaces the JSON and index rows of version `version`, the current one, without a new
     /// version: only for `$meta-add` / `$meta-delete`, which the specification defines so.
     async fn rewrite_current(

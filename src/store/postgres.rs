@@ -14,6 +14,7 @@ impl SqlBackend for Postgres {
     const SELECT_CURRENT_FOR_WRITE: &'static str =
         "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE";
     const BACKEND_NAME: &'static str = "postgres";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
     const BEGIN: &'static str = "BEGIN";
     const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
     const ANALYZE: &'static str = "ANALYZE resources, resource_versions, search_string, search_token, search_date, \

@@ -3,12 +3,13 @@
 
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store, StoreError, StoreResult, StoreTransaction,
-    VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
+    BatchError, Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store, StoreError, StoreResult,
+    StoreTransaction, VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -25,6 +26,9 @@ pub trait SqlBackend: Database {
     const LOCK_KEY: Option<&'static str>;
     /// The statement that starts a write transaction.
     const BEGIN: &'static str;
+    /// What makes a `SELECT` lock the rows it reads until the transaction ends (PostgreSQL
+    /// `FOR UPDATE`; nothing for SQLite, whose one writer already excludes the others).
+    const LOCK_ROWS: &'static str;
     /// Refreshes the planner's statistics (run on the writer pool).
     const ANALYZE: &'static str;
 }
@@ -539,6 +543,203 @@ where
         Ok(found)
     }
 
+    async fn write_batch(&mut self, requests: &[WriteRequest<'_>]) -> Result<Vec<WriteOutcome>, BatchError> {
+        if requests.len() < 2 {
+            let mut outcomes = Vec::new();
+            for (index, request) in requests.iter().enumerate() {
+                let request = request.clone();
+                outcomes.push(self.write(request).await.map_err(|error| BatchError { index: Some(index), error })?);
+            }
+            return Ok(outcomes);
+        }
+        // The current rows of all, in one statement per chunk (locked where rows are locked).
+        let keys: Vec<(String, String)> =
+            requests.iter().map(|r| (r.resource_type.to_string(), r.id.to_string())).collect();
+        let mut current: HashMap<(String, String), CurrentRow> = HashMap::new();
+        for chunk in keys.chunks(LINK_KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT type, id, version, deleted, last_updated FROM resources WHERE tenant = $1 AND ({}){}",
+                key_alternatives("type", "id", chunk.len()),
+                DB::LOCK_ROWS
+            );
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+            for (t, id) in chunk {
+                statement = statement.bind(t.clone()).bind(id.clone());
+            }
+            for row in statement.fetch_all(&mut *self.tx).await? {
+                current.insert(
+                    (row.try_get(0)?, row.try_get(1)?),
+                    CurrentRow { version: row.try_get(2)?, deleted: row.try_get(3)?, last_updated: row.try_get(4)? },
+                );
+            }
+        }
+        let now = now_micros();
+        let mut plans = Vec::with_capacity(requests.len());
+        for (index, (request, key)) in requests.iter().zip(&keys).enumerate() {
+            let plan = plan_write(current.get(key).copied(), &request.change, now)
+                .map_err(|error| BatchError { index: Some(index), error })?;
+            plans.push(plan);
+        }
+        let jsons: Vec<Option<Vec<u8>>> = requests
+            .iter()
+            .zip(&plans)
+            .map(|(request, plan)| match &request.change {
+                _ if plan.unchanged => None,
+                Change::Create(body) | Change::Update { body, .. } => {
+                    Some(body.render(request.id, plan.version, &fhir_instant(plan.last_updated)))
+                }
+                Change::Delete => None,
+            })
+            .collect();
+        let live: Vec<usize> = (0..requests.len()).filter(|&i| !plans[i].unchanged).collect();
+
+        // New rows in multi-row INSERTs; a row another writer created meanwhile is not
+        // inserted, and that request is written on its own afterwards.
+        let inserts: Vec<usize> = live.iter().copied().filter(|&i| plans[i].insert).collect();
+        let mut raced: Vec<usize> = Vec::new();
+        for chunk in inserts.chunks(RESOURCE_ROWS_PER_INSERT) {
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|k| {
+                    let b = 2 + 6 * k;
+                    format!("($1, ${b}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json) VALUES {} \
+                 ON CONFLICT DO NOTHING RETURNING type, id",
+                tuples.join(", ")
+            );
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+            for &i in chunk {
+                statement = statement
+                    .bind(requests[i].resource_type.to_string())
+                    .bind(requests[i].id.to_string())
+                    .bind(plans[i].version)
+                    .bind(plans[i].last_updated)
+                    .bind(plans[i].deleted)
+                    .bind(jsons[i].clone());
+            }
+            let inserted: std::collections::HashSet<(String, String)> = statement
+                .fetch_all(&mut *self.tx)
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<StoreResult<_>>()?;
+            raced.extend(chunk.iter().copied().filter(|&i| !inserted.contains(&keys[i])));
+        }
+        let batched: Vec<usize> = live.iter().copied().filter(|i| !raced.contains(i)).collect();
+        for &i in batched.iter().filter(|&&i| !plans[i].insert) {
+            sqlx::query::<DB>(UPDATE_CURRENT)
+                .bind(self.tenant.clone())
+                .bind(requests[i].resource_type.to_string())
+                .bind(requests[i].id.to_string())
+                .bind(plans[i].version)
+                .bind(plans[i].last_updated)
+                .bind(plans[i].deleted)
+                .bind(jsons[i].clone())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        // Business claims stay one request at a time: they are few, and each needs its answer.
+        for &i in &batched {
+            let request = &requests[i];
+            let has_claims = !request.guards.unique_keys.is_empty() || !request.guards.busy.is_empty();
+            if has_claims || !plans[i].insert {
+                self.apply_guards(request, &plans[i]).await.map_err(|error| BatchError { index: Some(i), error })?;
+            }
+        }
+        // Index rows and links: the old ones of updated resources out, all new ones in.
+        let replaced: Vec<(String, String)> =
+            batched.iter().filter(|&&i| !plans[i].insert).map(|&i| keys[i].clone()).collect();
+        for table in INDEX_TABLES.iter().chain(["resource_links"].iter()) {
+            let (type_column, id_column) =
+                if *table == "resource_links" { ("source_type", "source_id") } else { ("type", "id") };
+            for chunk in replaced.chunks(LINK_KEYS_PER_QUERY) {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE tenant = $1 AND ({})",
+                    key_alternatives(type_column, id_column, chunk.len())
+                );
+                let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+                for (t, id) in chunk {
+                    statement = statement.bind(t.clone()).bind(id.clone());
+                }
+                statement.execute(&mut *self.tx).await?;
+            }
+        }
+        let kept: Vec<usize> = batched.iter().copied().filter(|&i| !plans[i].deleted).collect();
+        let rows: Vec<(&str, &str, &IndexRow)> = kept
+            .iter()
+            .flat_map(|&i| requests[i].index.iter().map(move |row| (requests[i].resource_type, requests[i].id, row)))
+            .collect();
+        self.insert_index_rows(&rows).await?;
+        let mut links: Vec<(&str, &str, &str, &str)> = kept
+            .iter()
+            .flat_map(|&i| {
+                requests[i]
+                    .links
+                    .iter()
+                    .map(move |(t, id)| (requests[i].resource_type, requests[i].id, t.as_str(), id.as_str()))
+            })
+            .collect();
+        links.sort();
+        links.dedup();
+        self.insert_links(&links).await?;
+        // The versions, with their change-log positions.
+        let mut seqs: HashMap<(String, String), i64> = HashMap::new();
+        for chunk in batched.chunks(RESOURCE_ROWS_PER_INSERT) {
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|k| {
+                    let b = 2 + 7 * k;
+                    format!("($1, ${b}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO resource_versions (tenant, type, id, version, last_updated, deleted, method, json) \
+                 VALUES {} RETURNING type, id, seq",
+                tuples.join(", ")
+            );
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+            for &i in chunk {
+                statement = statement
+                    .bind(requests[i].resource_type.to_string())
+                    .bind(requests[i].id.to_string())
+                    .bind(plans[i].version)
+                    .bind(plans[i].last_updated)
+                    .bind(plans[i].deleted)
+                    .bind(plans[i].method.http_method().to_string())
+                    .bind(jsons[i].clone());
+            }
+            for row in statement.fetch_all(&mut *self.tx).await? {
+                seqs.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+            }
+        }
+        self.writes += batched.len() as u64;
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for (i, request) in requests.iter().enumerate() {
+            if raced.contains(&i) {
+                let single = request.clone();
+                outcomes.push(self.write(single).await.map_err(|error| BatchError { index: Some(i), error })?);
+                continue;
+            }
+            let plan = &plans[i];
+            outcomes.push(WriteOutcome {
+                record: VersionRecord {
+                    resource_type: request.resource_type.to_string(),
+                    id: request.id.to_string(),
+                    version: plan.version,
+                    last_updated: plan.last_updated,
+                    deleted: plan.deleted,
+                    method: plan.method,
+                    json: jsons[i].clone(),
+                    seq: seqs.get(&keys[i]).copied().unwrap_or(0),
+                },
+                created: current.get(&keys[i]).is_none_or(|c| c.deleted),
+                unchanged: plan.unchanged,
+            });
+        }
+        Ok(outcomes)
+    }
+
     async fn next_sequence(&mut self, name: &str) -> StoreResult<i64> {
         let row = sqlx::query::<DB>(
             "INSERT INTO sequences (tenant, name, value) VALUES ($1, $2, 1) \
@@ -592,10 +793,16 @@ where
                 .execute(&mut *self.tx)
                 .await?;
         }
+        let rows: Vec<(&str, &str, &IndexRow)> = index.iter().map(|row| (resource_type, id, row)).collect();
+        self.insert_index_rows(&rows).await
+    }
+
+    /// Inserts index rows of any resources, one multi-row INSERT per table and chunk.
+    async fn insert_index_rows(&mut self, rows: &[(&str, &str, &IndexRow)]) -> StoreResult<()> {
         for table in INDEX_TABLES {
-            let rows: Vec<&IndexRow> = index.iter().filter(|r| index_table(r) == table).collect();
+            let rows: Vec<&(&str, &str, &IndexRow)> = rows.iter().filter(|(_, _, r)| index_table(r) == table).collect();
             for chunk in rows.chunks(INDEX_ROWS_PER_INSERT) {
-                let columns = index_columns(chunk[0]);
+                let columns = index_columns(chunk[0].2);
                 let width = 3 + columns.len();
                 let tuples: Vec<String> = (0..chunk.len())
                     .map(|i| {
@@ -609,7 +816,7 @@ where
                     tuples.join(", ")
                 );
                 let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-                for row in chunk {
+                for (resource_type, id, row) in chunk {
                     statement =
                         statement.bind(self.tenant.clone()).bind(resource_type.to_string()).bind(id.to_string());
                     for value in index_values(row) {
@@ -638,22 +845,27 @@ where
                 .execute(&mut *self.tx)
                 .await?;
         }
-        let mut unique: Vec<&(String, String)> = links.iter().collect();
-        unique.sort();
-        unique.dedup();
-        for chunk in unique.chunks(INDEX_ROWS_PER_INSERT) {
-            let tuples: Vec<String> =
-                (0..chunk.len()).map(|i| format!("($1, $2, $3, ${}, ${})", 4 + 2 * i, 5 + 2 * i)).collect();
+        let mut rows: Vec<(&str, &str, &str, &str)> =
+            links.iter().map(|(t, target)| (resource_type, id, t.as_str(), target.as_str())).collect();
+        rows.sort();
+        rows.dedup();
+        self.insert_links(&rows).await
+    }
+
+    /// Inserts links `(source type, source id, target type, target id)`, many per statement.
+    async fn insert_links(&mut self, links: &[(&str, &str, &str, &str)]) -> StoreResult<()> {
+        for chunk in links.chunks(INDEX_ROWS_PER_INSERT) {
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|k| format!("($1, ${}, ${}, ${}, ${})", 2 + 4 * k, 3 + 4 * k, 4 + 4 * k, 5 + 4 * k))
+                .collect();
             let sql = format!(
                 "INSERT INTO resource_links (tenant, source_type, source_id, target_type, target_id) VALUES {}",
                 tuples.join(", ")
             );
-            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
-                .bind(self.tenant.clone())
-                .bind(resource_type.to_string())
-                .bind(id.to_string());
-            for (target_type, target_id) in chunk {
-                statement = statement.bind(target_type.clone()).bind(target_id.clone());
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+            for (st, sid, tt, tid) in chunk {
+                statement =
+                    statement.bind(st.to_string()).bind(sid.to_string()).bind(tt.to_string()).bind(tid.to_string());
             }
             statement.execute(&mut *self.tx).await?;
         }
@@ -787,6 +999,9 @@ fn key_alternatives(type_column: &str, id_column: &str, count: usize) -> String 
         .collect::<Vec<_>>()
         .join(" OR ")
 }
+
+/// Resource and version rows per multi-row INSERT (7 bind parameters each).
+const RESOURCE_ROWS_PER_INSERT: usize = 200;
 
 /// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's bind-parameter limits.
 const INDEX_ROWS_PER_INSERT: usize = 400;

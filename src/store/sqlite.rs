@@ -14,6 +14,7 @@ impl SqlBackend for Sqlite {
     const SELECT_CURRENT_FOR_WRITE: &'static str =
         "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3";
     const BACKEND_NAME: &'static str = "sqlite";
+    const LOCK_ROWS: &'static str = "";
     // Takes the write lock at once: a deferred transaction that reads before it writes could
     // fail with SQLITE_BUSY when another process wrote in between, whatever the busy timeout.
     const BEGIN: &'static str = "BEGIN IMMEDIATE";

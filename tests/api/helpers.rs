@@ -355,3 +355,27 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Runs each named test case (an `async fn(Backend)`, for cases that start their app with their
+/// own settings) on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backend_kinds {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}

@@ -120,28 +120,7 @@ async fn transactions_are_checked_as_a_whole(backend: Backend) {
     assert_eq!(patients["total"], 1, "the first entry was rolled back");
 }
 
-macro_rules! on_both {
-    ($($case:ident),*) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case($crate::helpers::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case($crate::helpers::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+crate::on_both_backend_kinds!(
     references_must_exist,
     referenced_resources_are_not_deleted,
     cascade_is_off_unless_enabled_and_allow_lets_deletes_through,

@@ -327,6 +327,43 @@ async fn bad_search_parameters_are_named(app: TestApp) {
     assert!(lenient.headers()["x-kiln-ignored-parameters"].to_str().unwrap().contains("colour"));
 }
 
+async fn list_and_value_set_membership(app: TestApp) {
+    seed(&app).await;
+    let list = json!({"resourceType": "List", "id": "watch", "status": "current", "mode": "working",
+        "entry": [{"item": {"reference": "Patient/zoe"}}, {"item": {"reference": "Patient/ann"}},
+                  {"item": {"reference": "Observation/o3"}}]});
+    assert_eq!(app.put("List/watch", &list).await.status(), StatusCode::CREATED);
+    assert_eq!(ids(&app, "Patient?_list=watch").await, ["ann", "zoe"]);
+    assert_eq!(ids(&app, "Observation?_list=watch").await, ["o3"]);
+    assert_eq!(ids(&app, "Patient?_list=watch&gender=female").await, ["zoe"]);
+    assert!(ids(&app, "Patient?_list=nothing").await.is_empty());
+
+    let value_set = json!({"resourceType": "ValueSet", "id": "vitals", "url": "http://example.org/ValueSet/heart",
+        "status": "active", "compose": {"include": [{"system": "http://loinc.org",
+            "concept": [{"code": "8867-4"}, {"code": "8480-6"}]}]}});
+    assert_eq!(app.put("ValueSet/vitals", &value_set).await.status(), StatusCode::CREATED);
+    let glucose = json!({"resourceType": "Observation", "id": "g1", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}, "subject": {"reference": "Patient/ann"}});
+    assert_eq!(app.put("Observation/g1", &glucose).await.status(), StatusCode::CREATED);
+    assert_eq!(ids(&app, "Observation?code:in=http://example.org/ValueSet/heart").await, ["o1", "o2", "o3"]);
+    assert_eq!(ids(&app, "Observation?code:not-in=http://example.org/ValueSet/heart").await, ["g1"]);
+    let expanded = json!({"resourceType": "ValueSet", "id": "glucose", "url": "http://example.org/ValueSet/glucose",
+        "status": "active", "expansion": {"timestamp": "2024-01-01T00:00:00Z",
+            "contains": [{"system": "http://loinc.org", "code": "2345-7"}]}});
+    assert_eq!(app.put("ValueSet/glucose", &expanded).await.status(), StatusCode::CREATED);
+    assert_eq!(ids(&app, "Observation?code:in=http://example.org/ValueSet/glucose").await, ["g1"]);
+    let body =
+        expect_outcome(app.get("Observation?code:in=http://example.org/ValueSet/none").await, StatusCode::BAD_REQUEST)
+            .await;
+    assert_eq!(body["issue"][0]["expression"][0], "code:in");
+    let filtered = json!({"resourceType": "ValueSet", "id": "f", "url": "http://example.org/ValueSet/filtered",
+        "status": "active", "compose": {"include": [{"system": "http://loinc.org",
+            "filter": [{"property": "class", "op": "=", "value": "CHEM"}]}]}});
+    assert_eq!(app.put("ValueSet/f", &filtered).await.status(), StatusCode::CREATED);
+    expect_outcome(app.get("Observation?code:in=http://example.org/ValueSet/filtered").await, StatusCode::BAD_REQUEST)
+        .await;
+}
+
 crate::on_both_backends!(
     string_parameters,
     token_parameters,
@@ -339,4 +376,5 @@ crate::on_both_backends!(
     identifier_modifiers,
     meta_parameters,
     bad_search_parameters_are_named,
+    list_and_value_set_membership,
 );
