@@ -40,10 +40,11 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# A fresh, empty database URL for the backend.
-N=0
+# A fresh, empty database URL for the backend (called in a subshell: the name must not
+# depend on a counter).
 fresh_database() {
-    N=$((N + 1))
+    local N
+    N="$(date +%s%N)"
     case "$1" in
         sqlite) echo "sqlite://$TMP/db-$N/kiln.db" ;;
         postgres)

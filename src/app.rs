@@ -103,7 +103,7 @@ impl Application {
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let local = self.listener.local_addr()?;
-        let statistics = tokio::spawn(keep_statistics_fresh(self.state.store.clone()));
+        let statistics = spawn_statistics_refresher(self.state.store.clone());
         tracing::info!(address = %local, base_url = %self.state.base_url, backend = self.state.store.backend_name(), "Kiln is listening");
         let result = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
         statistics.abort();
@@ -201,6 +201,12 @@ async fn ready(State(state): State<AppState>) -> Response {
 /// statistics until autovacuum gets to the tables, and pick plans a thousand times slower.
 const STATISTICS_INTERVAL: Duration = Duration::from_secs(15);
 const STATISTICS_MIN_WRITES: u64 = 1000;
+
+/// Refreshes the planner statistics in the background (see [`STATISTICS_MIN_WRITES`]) until
+/// the task is aborted: for the server, and for bulk loads such as `kiln import`.
+pub fn spawn_statistics_refresher(store: DynStore) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(keep_statistics_fresh(store))
+}
 
 async fn keep_statistics_fresh(store: DynStore) {
     let mut interval = tokio::time::interval(STATISTICS_INTERVAL);

@@ -124,6 +124,8 @@ pub async fn run(state: AppState, options: ImportOptions) -> Result<ImportSummar
         resources: AtomicU64::new(0),
         bar,
     });
+    // A bulk load needs fresh planner statistics as much as a server does.
+    let statistics = crate::app::spawn_statistics_refresher(shared.state.store.clone());
     let queue = Arc::new(Mutex::new(files.clone()));
     let bad = Arc::new(Mutex::new(Vec::new()));
     let deferred = Arc::new(Mutex::new(Vec::new()));
@@ -188,6 +190,7 @@ pub async fn run(state: AppState, options: ImportOptions) -> Result<ImportSummar
         };
         bad.lock().await.push(BadItem { file: item.file, line: item.line, reason });
     }
+    statistics.abort();
     shared.bar.finish_and_clear();
     let bad = std::mem::take(&mut *bad.lock().await);
     Ok(ImportSummary {

@@ -14,6 +14,7 @@ impl SqlBackend for Postgres {
     const SELECT_CURRENT_FOR_WRITE: &'static str =
         "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE";
     const BACKEND_NAME: &'static str = "postgres";
+    const POSITIONAL_PARAMETERS: bool = false;
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const BEGIN: &'static str = "BEGIN";
     const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
@@ -38,6 +39,7 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0004_instance_history_index.sql"),
         ),
         migration(5, "resource links", include_str!("../../migrations/postgres/0005_resource_links.sql")),
+        migration(6, "drop duplicate index", include_str!("../../migrations/postgres/0006_drop_duplicate_index.sql")),
     ])
 }
 

@@ -26,6 +26,10 @@ pub trait SqlBackend: Database {
     const LOCK_KEY: Option<&'static str>;
     /// The statement that starts a write transaction.
     const BEGIN: &'static str;
+    /// Whether big statements number their placeholders implicitly (`?`): SQLite finds a
+    /// numbered parameter (`$7`) by scanning all parameter names, which makes binding a
+    /// multi-row INSERT of thousands of values quadratic; anonymous ones are found directly.
+    const POSITIONAL_PARAMETERS: bool;
     /// What makes a `SELECT` lock the rows it reads until the transaction ends (PostgreSQL
     /// `FOR UPDATE`; nothing for SQLite, whose one writer already excludes the others).
     const LOCK_ROWS: &'static str;
@@ -515,17 +519,38 @@ where
     }
 
     async fn dangling_links(&mut self, sources: &[(String, String)]) -> StoreResult<Vec<Link>> {
-        let mut found = Vec::new();
+        // Two plain lookups rather than one anti-join: right after a bulk load, without
+        // statistics, PostgreSQL planned the anti-join as a scan of every resource of the
+        // target's type per link.
+        let mut links = Vec::new();
         for chunk in sources.chunks(LINK_KEYS_PER_QUERY) {
             let sql = format!(
-                "SELECT l.source_type, l.source_id, l.target_type, l.target_id FROM resource_links l \
-                 WHERE l.tenant = $1 AND ({}) AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.tenant = l.tenant \
-                 AND r.type = l.target_type AND r.id = l.target_id AND NOT r.deleted) LIMIT 100",
-                key_alternatives("l.source_type", "l.source_id", chunk.len())
+                "SELECT l.source_type, l.source_id, l.target_type, l.target_id FROM resource_links l WHERE {}",
+                key_alternatives::<DB>("l.tenant", "l.source_type", "l.source_id", chunk.len())
             );
-            found.extend(self.fetch_links(sql, chunk).await?);
+            links.extend(self.fetch_links(sql, chunk).await?);
         }
-        Ok(found)
+        let mut targets: Vec<(String, String)> =
+            links.iter().map(|l| (l.target_type.clone(), l.target_id.clone())).collect();
+        targets.sort();
+        targets.dedup();
+        let mut live = std::collections::HashSet::new();
+        for chunk in targets.chunks(LINK_KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT type, id FROM resources WHERE ({}) AND NOT deleted",
+                key_alternatives::<DB>("tenant", "type", "id", chunk.len())
+            );
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+            for (t, id) in chunk {
+                statement = statement.bind(self.tenant.clone()).bind(t.clone()).bind(id.clone());
+            }
+            for row in statement.fetch_all(&mut *self.tx).await? {
+                live.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+            }
+        }
+        links.retain(|l| !live.contains(&(l.target_type.clone(), l.target_id.clone())));
+        links.truncate(100);
+        Ok(links)
     }
 
     async fn referrers(&mut self, targets: &[(String, String)], limit: u32) -> StoreResult<Vec<Link>> {
@@ -533,9 +558,9 @@ where
         for chunk in targets.chunks(LINK_KEYS_PER_QUERY) {
             let sql = format!(
                 "SELECT l.source_type, l.source_id, l.target_type, l.target_id FROM resource_links l \
-                 WHERE l.tenant = $1 AND ({}) AND NOT (l.source_type = l.target_type AND l.source_id = l.target_id) \
+                 WHERE ({}) AND NOT (l.source_type = l.target_type AND l.source_id = l.target_id) \
                  ORDER BY l.source_type, l.source_id LIMIT {limit}",
-                key_alternatives("l.target_type", "l.target_id", chunk.len())
+                key_alternatives::<DB>("l.tenant", "l.target_type", "l.target_id", chunk.len())
             );
             found.extend(self.fetch_links(sql, chunk).await?);
         }
@@ -558,13 +583,13 @@ where
         let mut current: HashMap<(String, String), CurrentRow> = HashMap::new();
         for chunk in keys.chunks(LINK_KEYS_PER_QUERY) {
             let sql = format!(
-                "SELECT type, id, version, deleted, last_updated FROM resources WHERE tenant = $1 AND ({}){}",
-                key_alternatives("type", "id", chunk.len()),
+                "SELECT type, id, version, deleted, last_updated FROM resources WHERE {}{}",
+                key_alternatives::<DB>("tenant", "type", "id", chunk.len()),
                 DB::LOCK_ROWS
             );
-            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
             for (t, id) in chunk {
-                statement = statement.bind(t.clone()).bind(id.clone());
+                statement = statement.bind(self.tenant.clone()).bind(t.clone()).bind(id.clone());
             }
             for row in statement.fetch_all(&mut *self.tx).await? {
                 current.insert(
@@ -598,20 +623,15 @@ where
         let inserts: Vec<usize> = live.iter().copied().filter(|&i| plans[i].insert).collect();
         let mut raced: Vec<usize> = Vec::new();
         for chunk in inserts.chunks(RESOURCE_ROWS_PER_INSERT) {
-            let tuples: Vec<String> = (0..chunk.len())
-                .map(|k| {
-                    let b = 2 + 6 * k;
-                    format!("($1, ${b}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json) VALUES {} \
                  ON CONFLICT DO NOTHING RETURNING type, id",
-                tuples.join(", ")
+                value_tuples::<DB>(chunk.len(), 7)
             );
-            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
             for &i in chunk {
                 statement = statement
+                    .bind(self.tenant.clone())
                     .bind(requests[i].resource_type.to_string())
                     .bind(requests[i].id.to_string())
                     .bind(plans[i].version)
@@ -656,12 +676,12 @@ where
                 if *table == "resource_links" { ("source_type", "source_id") } else { ("type", "id") };
             for chunk in replaced.chunks(LINK_KEYS_PER_QUERY) {
                 let sql = format!(
-                    "DELETE FROM {table} WHERE tenant = $1 AND ({})",
-                    key_alternatives(type_column, id_column, chunk.len())
+                    "DELETE FROM {table} WHERE {}",
+                    key_alternatives::<DB>("tenant", type_column, id_column, chunk.len())
                 );
-                let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+                let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
                 for (t, id) in chunk {
-                    statement = statement.bind(t.clone()).bind(id.clone());
+                    statement = statement.bind(self.tenant.clone()).bind(t.clone()).bind(id.clone());
                 }
                 statement.execute(&mut *self.tx).await?;
             }
@@ -687,20 +707,15 @@ where
         // The versions, with their change-log positions.
         let mut seqs: HashMap<(String, String), i64> = HashMap::new();
         for chunk in batched.chunks(RESOURCE_ROWS_PER_INSERT) {
-            let tuples: Vec<String> = (0..chunk.len())
-                .map(|k| {
-                    let b = 2 + 7 * k;
-                    format!("($1, ${b}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO resource_versions (tenant, type, id, version, last_updated, deleted, method, json) \
                  VALUES {} RETURNING type, id, seq",
-                tuples.join(", ")
+                value_tuples::<DB>(chunk.len(), 8)
             );
-            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
             for &i in chunk {
                 statement = statement
+                    .bind(self.tenant.clone())
                     .bind(requests[i].resource_type.to_string())
                     .bind(requests[i].id.to_string())
                     .bind(plans[i].version)
@@ -803,17 +818,10 @@ where
             let rows: Vec<&(&str, &str, &IndexRow)> = rows.iter().filter(|(_, _, r)| index_table(r) == table).collect();
             for chunk in rows.chunks(INDEX_ROWS_PER_INSERT) {
                 let columns = index_columns(chunk[0].2);
-                let width = 3 + columns.len();
-                let tuples: Vec<String> = (0..chunk.len())
-                    .map(|i| {
-                        let placeholders: Vec<String> = (1..=width).map(|c| format!("${}", i * width + c)).collect();
-                        format!("({})", placeholders.join(", "))
-                    })
-                    .collect();
                 let sql = format!(
                     "INSERT INTO {table} (tenant, type, id, {}) VALUES {}",
                     columns.join(", "),
-                    tuples.join(", ")
+                    value_tuples::<DB>(chunk.len(), 3 + columns.len())
                 );
                 let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
                 for (resource_type, id, row) in chunk {
@@ -855,28 +863,29 @@ where
     /// Inserts links `(source type, source id, target type, target id)`, many per statement.
     async fn insert_links(&mut self, links: &[(&str, &str, &str, &str)]) -> StoreResult<()> {
         for chunk in links.chunks(INDEX_ROWS_PER_INSERT) {
-            let tuples: Vec<String> = (0..chunk.len())
-                .map(|k| format!("($1, ${}, ${}, ${}, ${})", 2 + 4 * k, 3 + 4 * k, 4 + 4 * k, 5 + 4 * k))
-                .collect();
             let sql = format!(
                 "INSERT INTO resource_links (tenant, source_type, source_id, target_type, target_id) VALUES {}",
-                tuples.join(", ")
+                value_tuples::<DB>(chunk.len(), 5)
             );
-            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
             for (st, sid, tt, tid) in chunk {
-                statement =
-                    statement.bind(st.to_string()).bind(sid.to_string()).bind(tt.to_string()).bind(tid.to_string());
+                statement = statement
+                    .bind(self.tenant.clone())
+                    .bind(st.to_string())
+                    .bind(sid.to_string())
+                    .bind(tt.to_string())
+                    .bind(tid.to_string());
             }
             statement.execute(&mut *self.tx).await?;
         }
         Ok(())
     }
 
-    /// Runs a link query whose key placeholders start at `$2`.
+    /// Runs a link query over [`key_alternatives`] of `keys`.
     async fn fetch_links(&mut self, sql: String, keys: &[(String, String)]) -> StoreResult<Vec<Link>> {
-        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(self.tenant.clone());
+        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
         for (t, id) in keys {
-            statement = statement.bind(t.clone()).bind(id.clone());
+            statement = statement.bind(self.tenant.clone()).bind(t.clone()).bind(id.clone());
         }
         let rows = statement.fetch_all(&mut *self.tx).await?;
         rows.iter()
@@ -989,15 +998,39 @@ const INDEX_TABLES: [&str; 7] = [
     "search_uri",
 ];
 
-/// `(type, id)` keys per link query: two bind parameters each.
+/// `(type, id)` keys per statement: three bind parameters each (with the tenant).
 const LINK_KEYS_PER_QUERY: usize = 400;
 
-/// `(t = $2 AND i = $3) OR (t = $4 AND i = $5) …` for `count` keys.
-fn key_alternatives(type_column: &str, id_column: &str, count: usize) -> String {
-    (0..count)
-        .map(|i| format!("({type_column} = ${} AND {id_column} = ${})", 2 + 2 * i, 3 + 2 * i))
+/// The `n`th placeholder of a statement whose values are bound in the order they appear.
+fn placeholder<DB: SqlBackend>(n: usize) -> String {
+    if DB::POSITIONAL_PARAMETERS { "?".to_string() } else { format!("${n}") }
+}
+
+/// A condition matching `count` keys, bound as (tenant, type, id) each. SQLite gets
+/// `(tenant = ? AND t = ? AND i = ?) OR …`: each alternative one lookup in the
+/// `(tenant, type, id)` index (with the tenant outside the alternatives it scans the tenant's
+/// rows). PostgreSQL gets `(tenant, t, i) IN (VALUES …)`, a join with the list: it plans a
+/// long OR slowly and badly.
+fn key_alternatives<DB: SqlBackend>(tenant_column: &str, type_column: &str, id_column: &str, count: usize) -> String {
+    if DB::POSITIONAL_PARAMETERS {
+        (0..count)
+            .map(|_| format!("({tenant_column} = ? AND {type_column} = ? AND {id_column} = ?)"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    } else {
+        format!("({tenant_column}, {type_column}, {id_column}) IN (VALUES {})", value_tuples::<DB>(count, 3))
+    }
+}
+
+/// `(…), (…)` for `rows` rows of `width` values each, numbered from 1.
+fn value_tuples<DB: SqlBackend>(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=width).map(|c| placeholder::<DB>(r * width + c)).collect();
+            format!("({})", row.join(", "))
+        })
         .collect::<Vec<_>>()
-        .join(" OR ")
+        .join(", ")
 }
 
 /// Resource and version rows per multi-row INSERT (7 bind parameters each).

@@ -14,6 +14,7 @@ impl SqlBackend for Sqlite {
     const SELECT_CURRENT_FOR_WRITE: &'static str =
         "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3";
     const BACKEND_NAME: &'static str = "sqlite";
+    const POSITIONAL_PARAMETERS: bool = true;
     const LOCK_ROWS: &'static str = "";
     // Takes the write lock at once: a deferred transaction that reads before it writes could
     // fail with SQLITE_BUSY when another process wrote in between, whatever the busy timeout.
@@ -37,6 +38,7 @@ pub fn migrator() -> Migrator {
         migration(3, "search index", include_str!("../../migrations/sqlite/0003_search_index.sql")),
         migration(4, "instance history index", include_str!("../../migrations/sqlite/0004_instance_history_index.sql")),
         migration(5, "resource links", include_str!("../../migrations/sqlite/0005_resource_links.sql")),
+        migration(6, "drop duplicate index", include_str!("../../migrations/sqlite/0006_drop_duplicate_index.sql")),
     ])
 }
 
