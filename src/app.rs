@@ -198,11 +198,14 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 /// How often, and after how many writes, the planner statistics are refreshed: a bulk load
 /// followed at once by searches (an EHR import, a demo load) would otherwise run on empty
-/// statistics until autovacuum gets to the tables, and pick plans a thousand times slower.
-const STATISTICS_INTERVAL: Duration = Duration::from_secs(15);
+/// statistics until autovacuum gets to the tables, and pick plans a thousand times slower; and
+/// the load itself slows down when its own lookups are planned for empty tables. Checked every
+/// 2 s, refreshed once the writes since the last refresh reach a quarter of those before it (at
+/// least 1000), so a growing data set is analysed a logarithmic number of times.
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(2);
 const STATISTICS_MIN_WRITES: u64 = 1000;
 
-/// Refreshes the planner statistics in the background (see [`STATISTICS_MIN_WRITES`]) until
+/// Refreshes the planner statistics in the background (see [`STATISTICS_INTERVAL`]) until
 /// the task is aborted: for the server, and for bulk loads such as `kiln import`.
 pub fn spawn_statistics_refresher(store: DynStore) -> tokio::task::JoinHandle<()> {
     tokio::spawn(keep_statistics_fresh(store))
@@ -211,10 +214,16 @@ pub fn spawn_statistics_refresher(store: DynStore) -> tokio::task::JoinHandle<()
 async fn keep_statistics_fresh(store: DynStore) {
     let mut interval = tokio::time::interval(STATISTICS_INTERVAL);
     interval.tick().await;
+    // A lower bound of the writes the statistics have seen.
+    let mut analysed: u64 = 0;
     loop {
         interval.tick().await;
-        match store.refresh_statistics(STATISTICS_MIN_WRITES).await {
-            Ok(true) => tracing::debug!("planner statistics refreshed"),
+        let threshold = STATISTICS_MIN_WRITES.max(analysed / 4);
+        match store.refresh_statistics(threshold).await {
+            Ok(true) => {
+                analysed += threshold;
+                tracing::debug!("planner statistics refreshed");
+            }
             Ok(false) => {}
             Err(err) => tracing::warn!(error = %err, "refreshing planner statistics failed"),
         }
