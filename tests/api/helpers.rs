@@ -69,9 +69,29 @@ impl TestApp {
         Some(Self::launch(settings, customise, dir).await)
     }
 
-    /// A second server on this one's database (another node of the same deployment).
-    pub async fn another_on_same_database(&self) -> TestApp {
-        Self::launch(settings(&self.database_url), |app| app, None).await
+    /// A second server on this one's database, in its own process (`kiln serve`, the binary
+    /// under test): another node of the same deployment. It is killed when dropped.
+    pub async fn another_process_on_same_database(&self) -> ServerProcess {
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("serve")
+            .env("KILN_DATABASE_URL", &self.database_url)
+            .env("KILN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KILN_DEFAULT_TENANT", "test-clinic")
+            .env("KILN_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("kiln serve starts");
+        let process = ServerProcess { child, base: format!("http://127.0.0.1:{port}/fhir"), client: Client::new() };
+        for _ in 0..200 {
+            if let Ok(response) = process.client.get(format!("http://127.0.0.1:{port}/health")).send().await
+                && response.status().is_success()
+            {
+                return process;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the second kiln serve did not become healthy");
     }
 
     async fn launch(
@@ -147,6 +167,26 @@ impl TestApp {
         if let Some(stopped) = self.stopped.take() {
             stopped.await.expect("server task").expect("server stopped cleanly");
         }
+    }
+}
+
+/// A `kiln serve` child process.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub base: String,
+    pub client: Client,
+}
+
+impl ServerProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

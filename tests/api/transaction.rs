@@ -379,18 +379,60 @@ async fn patch_entries_in_a_transaction(app: TestApp) {
     assert_eq!(search_total(&app, "Patient?_total=accurate").await, 2);
 }
 
-/// 20 identical conditional creates at once, spread over two servers on one database, create
-/// exactly one resource.
+async fn conditional_updates_and_deletes_inside_a_transaction(app: TestApp) {
+    let mut kept = realistic_patient();
+    kept["identifier"] = json!([{"system": "http://hospital.example/mrn", "value": "T-1"}]);
+    let kept_id = app.create(&kept).await;
+    let mut doomed = realistic_patient();
+    doomed["identifier"] = json!([{"system": "http://hospital.example/mrn", "value": "T-2"}]);
+    let doomed_id = app.create(&doomed).await;
+    let mut changed = kept.clone();
+    changed["gender"] = json!("other");
+    let mut brand_new = realistic_patient();
+    brand_new["identifier"] = json!([{"system": "http://hospital.example/mrn", "value": "T-3"}]);
+    let request = bundle(
+        "transaction",
+        vec![
+            entry(None, "PUT", "Patient?identifier=http://hospital.example/mrn|T-1", Some(changed)),
+            entry(
+                Some("urn:oid:1.2.3.4"),
+                "PUT",
+                "Patient?identifier=http://hospital.example/mrn|T-3",
+                Some(brand_new),
+            ),
+            entry(None, "DELETE", "Patient?identifier=http://hospital.example/mrn|T-2", None),
+            // urn:oid fullUrls are resolved like urn:uuid ones.
+            entry(None, "POST", "Encounter", Some(encounter("urn:oid:1.2.3.4"))),
+        ],
+    );
+    let response = app.post("", &request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    let status = |i: usize| answer["entry"][i]["response"]["status"].as_str().unwrap().to_string();
+    assert_eq!(
+        (status(0), status(1), status(2), status(3)),
+        ("200 OK".into(), "201 Created".into(), "204 No Content".into(), "201 Created".into())
+    );
+    let kept_now: Value = app.get(&format!("Patient/{kept_id}")).await.json().await.unwrap();
+    assert_eq!((kept_now["gender"].as_str(), kept_now["meta"]["versionId"].as_str()), (Some("other"), Some("2")));
+    assert_eq!(app.get(&format!("Patient/{doomed_id}")).await.status(), StatusCode::GONE);
+    let created = answer["entry"][1]["response"]["location"].as_str().unwrap();
+    let new_id = created.split("/Patient/").nth(1).unwrap().split('/').next().unwrap();
+    assert_eq!(search_total(&app, &format!("Encounter?subject=Patient/{new_id}&_total=accurate")).await, 1);
+}
+
+/// 20 identical conditional creates at once, spread over two server processes (this one and a
+/// `kiln serve` child) on one database, create exactly one resource.
 async fn concurrent_conditional_creates_create_once(app: TestApp) {
-    let second = app.another_on_same_database().await;
+    let second = app.another_process_on_same_database().await;
     let mut patient = realistic_patient();
     patient["identifier"] = json!([{"system": "http://hospital.example/mrn", "value": "RACE-1"}]);
     let body = patient.to_string();
     let requests = (0..20).map(|i| {
-        let target = if i % 2 == 0 { &app } else { &second };
-        let request = target
-            .client
-            .post(target.url("Patient"))
+        let (client, url) =
+            if i % 2 == 0 { (&app.client, app.url("Patient")) } else { (&second.client, second.url("Patient")) };
+        let request = client
+            .post(url)
             .header("content-type", "application/fhir+json")
             .header("if-none-exist", "identifier=http://hospital.example/mrn|RACE-1")
             .body(body.clone());
@@ -400,7 +442,6 @@ async fn concurrent_conditional_creates_create_once(app: TestApp) {
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 19, "{statuses:?}");
     assert_eq!(search_total(&app, "Patient?identifier=http://hospital.example/mrn|RACE-1&_total=accurate").await, 1);
-    second.stop().await;
 }
 
 crate::on_both_backends!(
@@ -410,6 +451,7 @@ crate::on_both_backends!(
     transactions_refuse_duplicates_unknown_references_and_too_many_entries,
     a_batch_answers_each_entry_on_its_own,
     patch_entries_in_a_transaction,
+    conditional_updates_and_deletes_inside_a_transaction,
     conditional_create_update_and_delete,
     concurrent_conditional_creates_create_once,
 );
