@@ -24,6 +24,12 @@ pub struct ResourceBody {
 /// stored. Syntax errors and duplicate member names are refused here.
 pub fn parse_resource(bytes: &[u8]) -> Result<(ResourceBody, Value), FhirError> {
     let value = parse_strict(bytes)?;
+    resource_from_parsed(bytes, value)
+}
+
+/// [`parse_resource`] for bytes already parsed strictly into `value` (e.g. as part of a
+/// Bundle): only the raw members are read from `bytes`.
+pub fn resource_from_parsed(bytes: &[u8], value: Value) -> Result<(ResourceBody, Value), FhirError> {
     let Value::Object(object) = &value else {
         return Err(FhirError::bad_request(IssueType::Structure, "the body must be a JSON object (a FHIR resource)"));
     };

@@ -53,8 +53,6 @@ pub async fn create(
     let outcome =
         store_resource(&state, &mut *transaction, &definition.name, &id, &mut resource, &mut value, WriteMode::Create)
             .await?;
-    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
-    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
-    transaction.commit().await?;
+    integrity::commit_write(&state, transaction, &outcome.record).await?;
     Ok(write_response(&state, StatusCode::CREATED, outcome.record, return_preference(&headers)))
 }

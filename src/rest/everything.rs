@@ -39,11 +39,7 @@ pub async fn everything_for_patient(
 ) -> Result<Response, FhirError> {
     only_patient(&state, &type_name)?;
     let id = logical_id(&id)?;
-    match state.store.read_current(&principal.tenant, "Patient", id).await? {
-        Some(record) if !record.deleted => {}
-        Some(_) => return Err(FhirError::Gone(format!("Patient/{id} was deleted"))),
-        None => return Err(FhirError::NotFound(format!("Patient/{id} is not known"))),
-    }
+    super::live(state.store.read_current(&principal.tenant, "Patient", id).await?, "Patient", id)?;
     everything(&state, &principal, Some(id), raw.as_deref()).await
 }
 

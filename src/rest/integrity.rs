@@ -106,6 +106,17 @@ pub async fn verify(
     Ok(())
 }
 
+/// Commits a single write once the resource it wrote refers only to existing resources.
+pub async fn commit_write(
+    state: &AppState,
+    mut transaction: Box<dyn StoreTransaction>,
+    written: &crate::store::VersionRecord,
+) -> Result<(), FhirError> {
+    let key = [(written.resource_type.clone(), written.id.clone())];
+    verify(state, &mut *transaction, &key, &[]).await.map_err(|v| v.error)?;
+    Ok(transaction.commit().await?)
+}
+
 /// `root` and every resource that refers to it, directly or through others: what
 /// `_cascade=delete` deletes. More than `max_conditional_deletes` is refused.
 pub async fn cascade(

@@ -50,11 +50,7 @@ pub async fn instance_meta(
     let definition = resource_type(&state, &type_name)?;
     let id = logical_id(&id)?;
     QueryParams::parse(query.as_deref()).only(&[])?;
-    let record = match state.store.read_current(&principal.tenant, &definition.name, id).await? {
-        Some(record) if !record.deleted => record,
-        Some(_) => return Err(FhirError::Gone(format!("{type_name}/{id} was deleted"))),
-        None => return Err(FhirError::NotFound(format!("{type_name}/{id} is not known"))),
-    };
+    let record = super::live(state.store.read_current(&principal.tenant, &definition.name, id).await?, &type_name, id)?;
     let (body, _) = ResourceBody::from_stored(record.json.as_deref().unwrap_or_default())?;
     Ok(meta_response(Value::Object(body.meta().cloned().unwrap_or_default())))
 }
@@ -108,11 +104,7 @@ async fn change_meta(
     };
     let mut transaction = state.store.begin(&principal.tenant).await?;
     transaction.lock(&format!("meta|{}/{id}", definition.name)).await?;
-    let record = match transaction.read_current(&definition.name, id).await? {
-        Some(record) if !record.deleted => record,
-        Some(_) => return Err(FhirError::Gone(format!("{type_name}/{id} was deleted"))),
-        None => return Err(FhirError::NotFound(format!("{type_name}/{id} is not known"))),
-    };
+    let record = super::live(transaction.read_current(&definition.name, id).await?, type_name, id)?;
     let (mut resource, mut value) = ResourceBody::from_stored(record.json.as_deref().unwrap_or_default())?;
     let mut meta = resource.meta().cloned().unwrap_or_default();
     apply(&mut meta, requested, change);

@@ -325,6 +325,16 @@ pub async fn store_resource(
     Ok(transaction.write(write_request(resource_type, id, resource, mode, prepared)).await?)
 }
 
+/// The current version of `resource_type/id` if it is live: 404 if it never existed, 410 if it
+/// was deleted.
+pub fn live(record: Option<VersionRecord>, resource_type: &str, id: &str) -> Result<VersionRecord, FhirError> {
+    match record {
+        Some(record) if !record.deleted => Ok(record),
+        Some(record) => Err(FhirError::Gone(format!("{resource_type}/{id} was deleted (version {})", record.version))),
+        None => Err(FhirError::NotFound(format!("{resource_type}/{id} is not known"))),
+    }
+}
+
 /// A new server-assigned id. Time-ordered ids keep index inserts local (B-tree pages fill in
 /// order).
 pub fn new_id() -> String {
@@ -341,7 +351,18 @@ pub fn parse_for_write(
     if body.is_empty() {
         return Err(FhirError::bad_request(IssueType::Required, "the request has no body; send a FHIR resource"));
     }
-    let (resource, value) = crate::fhir::json::parse_resource(body)?;
+    let value = crate::fhir::json::parse_strict(body)?;
+    parsed_for_write(state, expected_type, body, value)
+}
+
+/// [`parse_for_write`] for a body already parsed strictly into `value` (a Bundle entry).
+pub fn parsed_for_write(
+    state: &AppState,
+    expected_type: &ResourceType,
+    body: &[u8],
+    value: serde_json::Value,
+) -> Result<(crate::fhir::json::ResourceBody, serde_json::Value), FhirError> {
+    let (resource, value) = crate::fhir::json::resource_from_parsed(body, value)?;
     if resource.resource_type != expected_type.name {
         return Err(FhirError::BadRequest(vec![
             Issue::error(

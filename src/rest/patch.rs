@@ -78,9 +78,7 @@ pub async fn patch(
     let expected_version = if_match(&headers)?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
-    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
-    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
-    transaction.commit().await?;
+    integrity::commit_write(&state, transaction, &outcome.record).await?;
     Ok(write_response(&state, StatusCode::OK, outcome.record, return_preference(&headers)))
 }
 
@@ -104,9 +102,7 @@ pub async fn conditional_patch(
         _ => return Err(conditional::several_match(definition, &condition)),
     };
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
-    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
-    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
-    transaction.commit().await?;
+    integrity::commit_write(&state, transaction, &outcome.record).await?;
     Ok(write_response(&state, StatusCode::OK, outcome.record, return_preference(&headers)))
 }
 
@@ -130,11 +126,7 @@ pub async fn patch_in(
     document: &PatchDocument,
     expected_version: Option<i64>,
 ) -> Result<WriteOutcome, FhirError> {
-    let current = match transaction.read_current(&definition.name, id).await? {
-        Some(record) if !record.deleted => record,
-        Some(_) => return Err(FhirError::Gone(format!("{}/{id} was deleted", definition.name))),
-        None => return Err(FhirError::NotFound(format!("{}/{id} is not known", definition.name))),
-    };
+    let current = super::live(transaction.read_current(&definition.name, id).await?, &definition.name, id)?;
     if let Some(expected) = expected_version
         && expected != current.version
     {

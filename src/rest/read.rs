@@ -25,14 +25,8 @@ pub async fn read(
     let params = QueryParams::parse(query.as_deref());
     params.only(&["_summary", "_elements"])?;
     let subset = params.subset()?;
-    let record = state
-        .store
-        .read_current(&principal.tenant, &definition.name, id)
-        .await?
-        .ok_or_else(|| FhirError::NotFound(format!("{type_name}/{id} is not known")))?;
-    if record.deleted {
-        return Err(FhirError::Gone(format!("{type_name}/{id} was deleted (version {})", record.version)));
-    }
+    let record =
+        super::live(state.store.read_current(&principal.tenant, &definition.name, id).await?, type_name.as_str(), id)?;
     if not_modified(&headers, &record) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         version_headers(response.headers_mut(), &record);

@@ -24,7 +24,7 @@ use super::integrity;
 use super::patch::{self, PatchDocument};
 use super::{
     FhirBody, QueryParams, ReturnPreference, WriteMode, conditional, delete, etag, logical_id, new_id, parse_etag,
-    parse_for_write, prepare_resource, return_preference, update, write_request,
+    parsed_for_write, prepare_resource, return_preference, update, write_request,
 };
 use crate::access::{Principal, TenantId};
 use crate::app::AppState;
@@ -411,20 +411,22 @@ fn plan(state: &AppState, body: &[u8]) -> Result<(Kind, Vec<Planned>), FhirError
     }
     // The Bundle itself is checked without its entries' resources, which are checked one by
     // one against their own types below.
+    // The entries' resources, already parsed (strictly) with the Bundle: each is checked below
+    // without being parsed again.
+    let mut parsed: Vec<Option<Value>> = Vec::with_capacity(entry_count);
     if let Some(entries) = shell.get_mut("entry").and_then(Value::as_array_mut) {
         for (index, entry) in entries.iter_mut().enumerate() {
-            if let Some(entry) = entry.as_object_mut() {
-                if !entry.contains_key("request") {
-                    return Err(FhirError::BadRequest(vec![
-                        Issue::error(
-                            IssueType::Required,
-                            "every entry of a batch or transaction needs a request (bdl-3)",
-                        )
+            let Some(entry) = entry.as_object_mut() else {
+                parsed.push(None);
+                continue;
+            };
+            if !entry.contains_key("request") {
+                return Err(FhirError::BadRequest(vec![
+                    Issue::error(IssueType::Required, "every entry of a batch or transaction needs a request (bdl-3)")
                         .at(format!("Bundle.entry[{index}].request")),
-                    ]));
-                }
-                entry.remove("resource");
+                ]));
             }
+            parsed.push(entry.remove("resource"));
         }
     }
     crate::fhir::validation::validate_any_type(state.registry, &shell)?;
@@ -441,7 +443,8 @@ fn plan(state: &AppState, body: &[u8]) -> Result<(Kind, Vec<Planned>), FhirError
                 format!("the fullUrl '{full_url}' appears on more than one entry"),
             )));
         }
-        match plan_entry(state, index, entry.request, entry.resource) {
+        let value = parsed.get_mut(index).and_then(Option::take);
+        match plan_entry(state, index, entry.request, entry.resource.zip(value)) {
             Ok((action, resource)) => planned.push(Planned {
                 index,
                 full_url,
@@ -472,7 +475,7 @@ fn plan_entry(
     state: &AppState,
     index: usize,
     request: Option<RawRequest>,
-    resource: Option<Box<RawValue>>,
+    resource: Option<(Box<RawValue>, Value)>,
 ) -> Result<(Action, Option<(ResourceBody, Value)>), FhirError> {
     let request = request.ok_or_else(|| {
         FhirError::BadRequest(vec![
@@ -491,7 +494,7 @@ fn plan_entry(
                 .at(format!("Bundle.entry[{index}].resource")),
             ])
         })?;
-        *document = Some(patch_document(raw.get().as_bytes())?);
+        *document = Some(patch_document(raw.0.get().as_bytes())?);
         return Ok((action, None));
     }
     let resource = match (&action, resource) {
@@ -500,7 +503,7 @@ fn plan_entry(
             | Action::Update { definition, .. }
             | Action::ConditionalUpdate { definition, .. },
             Some(raw),
-        ) => Some(parse_for_write(state, definition, raw.get().as_bytes())?),
+        ) => Some(parsed_for_write(state, definition, raw.0.get().as_bytes(), raw.1)?),
         (Action::Create { .. } | Action::Update { .. } | Action::ConditionalUpdate { .. }, None) => {
             return Err(FhirError::BadRequest(vec![
                 Issue::error(IssueType::Required, format!("a {} entry needs a resource", request.method))

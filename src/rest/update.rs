@@ -58,9 +58,7 @@ pub async fn update(
         WriteMode::Update { if_match: expected_version },
     )
     .await?;
-    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
-    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
-    transaction.commit().await?;
+    integrity::commit_write(&state, transaction, &outcome.record).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(write_response(&state, status, outcome.record, return_preference(&headers)))
 }
@@ -90,9 +88,7 @@ pub async fn conditional_update(
         WriteMode::Update { if_match: expected_version },
     )
     .await?;
-    let written = [(outcome.record.resource_type.clone(), outcome.record.id.clone())];
-    integrity::verify(&state, &mut *transaction, &written, &[]).await.map_err(|v| v.error)?;
-    transaction.commit().await?;
+    integrity::commit_write(&state, transaction, &outcome.record).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(write_response(&state, status, outcome.record, return_preference(&headers)))
 }
