@@ -200,8 +200,9 @@ async fn ready(State(state): State<AppState>) -> Response {
 /// followed at once by searches (an EHR import, a demo load) would otherwise run on empty
 /// statistics until autovacuum gets to the tables, and pick plans a thousand times slower; and
 /// the load itself slows down when its own lookups are planned for empty tables. Checked every
-/// 2 s, refreshed once the writes since the last refresh reach a quarter of those before it (at
-/// least 1000), so a growing data set is analysed a logarithmic number of times.
+/// 2 s, refreshed once the writes since the last refresh are as many as all those before it (at
+/// least 1000): a growing data set is analysed a logarithmic number of times (an `ANALYZE` also
+/// makes SQLite re-prepare every cached statement).
 const STATISTICS_INTERVAL: Duration = Duration::from_secs(2);
 const STATISTICS_MIN_WRITES: u64 = 1000;
 
@@ -214,17 +215,16 @@ pub fn spawn_statistics_refresher(store: DynStore) -> tokio::task::JoinHandle<()
 async fn keep_statistics_fresh(store: DynStore) {
     let mut interval = tokio::time::interval(STATISTICS_INTERVAL);
     interval.tick().await;
-    // A lower bound of the writes the statistics have seen.
+    // The writes the statistics have seen.
     let mut analysed: u64 = 0;
     loop {
         interval.tick().await;
-        let threshold = STATISTICS_MIN_WRITES.max(analysed / 4);
-        match store.refresh_statistics(threshold).await {
-            Ok(true) => {
-                analysed += threshold;
-                tracing::debug!("planner statistics refreshed");
+        match store.refresh_statistics(STATISTICS_MIN_WRITES.max(analysed)).await {
+            Ok(Some(writes)) => {
+                analysed += writes;
+                tracing::debug!(analysed, "planner statistics refreshed");
             }
-            Ok(false) => {}
+            Ok(None) => {}
             Err(err) => tracing::warn!(error = %err, "refreshing planner statistics failed"),
         }
     }

@@ -246,8 +246,9 @@ pub trait Store: Send + Sync + 'static {
     /// Makes sure the tenant row exists.
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
     /// Refreshes the query planner's statistics if at least `min_writes` writes happened since the
-    /// last refresh (so searches right after a bulk load get good plans); answers whether it ran.
-    async fn refresh_statistics(&self, min_writes: u64) -> StoreResult<bool>;
+    /// last refresh (so searches right after a bulk load get good plans); answers how many writes
+    /// the refresh took in, or `None` if it did not run.
+    async fn refresh_statistics(&self, min_writes: u64) -> StoreResult<Option<u64>>;
     /// Answers whether the database can be reached.
     async fn ping(&self) -> StoreResult<()>;
     /// Closes every connection, waiting for those in use.

@@ -318,14 +318,14 @@ where
         Ok(())
     }
 
-    async fn refresh_statistics(&self, min_writes: u64) -> StoreResult<bool> {
+    async fn refresh_statistics(&self, min_writes: u64) -> StoreResult<Option<u64>> {
         let writes = self.writes_since_analyze.load(Ordering::Relaxed);
         if writes < min_writes {
-            return Ok(false);
+            return Ok(None);
         }
         sqlx::raw_sql(DB::ANALYZE).execute(&self.writes).await?;
         self.writes_since_analyze.fetch_sub(writes, Ordering::Relaxed);
-        Ok(true)
+        Ok(Some(writes))
     }
 
     async fn ping(&self) -> StoreResult<()> {
