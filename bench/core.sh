@@ -29,7 +29,7 @@ case "$BACKEND" in
 esac
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
-KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_LOG=warn "$KILN" serve >"$TMP/kiln.log" 2>&1 &
+KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=true KILN_LOG=warn "$KILN" serve >"$TMP/kiln.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do curl -sf "$BASE/health" >/dev/null && break; sleep 0.1; done
 

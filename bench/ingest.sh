@@ -74,7 +74,7 @@ post_bundles() { # base url
 transactions() { # database url → seconds
     local port url
     port="$(free_port)"
-    KILN_DATABASE_URL="$1" KILN_LISTEN="127.0.0.1:$port" KILN_LOG=warn "$KILN" serve >"$TMP/serve.log" 2>&1 &
+    KILN_DATABASE_URL="$1" KILN_LISTEN="127.0.0.1:$port" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=true KILN_LOG=warn "$KILN" serve >"$TMP/serve.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
     url="http://127.0.0.1:$port/fhir"

@@ -86,7 +86,7 @@ for backend in $BACKENDS; do
 
     PORT="$(free_port)"
     BASE="http://127.0.0.1:$PORT/fhir"
-    KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_LOG=warn "$KILN" serve >"$dir/kiln.log" 2>&1 &
+    KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=true KILN_LOG=warn "$KILN" serve >"$dir/kiln.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 1 300); do
         curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break

@@ -106,6 +106,23 @@ then
     exit 2
 fi
 
+# The checks talk to the API as a backend service: an app registered with `kiln client register`
+# gets a system/ token by client_credentials, as a real deployment's integrations do.
+eval "$("$KILN_BIN" client register --name "conformance checks" --kind confidential-symmetric \
+    --scope "system/*.cruds" --shell)"
+KILN_TOKEN="$(python3 - "$PORT" "$KILN_CLIENT_ID" "$KILN_CLIENT_SECRET" <<'EOF'
+import base64, json, sys, urllib.parse, urllib.request
+port, client_id, secret = sys.argv[1:4]
+body = urllib.parse.urlencode({"grant_type": "client_credentials", "scope": "system/*.cruds"}).encode()
+request = urllib.request.Request(f"http://127.0.0.1:{port}/auth/token", data=body, method="POST")
+request.add_header("Content-Type", "application/x-www-form-urlencoded")
+request.add_header("Authorization", "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode())
+with urllib.request.urlopen(request, timeout=10) as response:
+    print(json.load(response)["access_token"])
+EOF
+)" || { echo "run-against-fresh-server: could not get an access token" >&2; server_log_tail; exit 2; }
+export KILN_TOKEN
+
 python3 "$HERE/run.py" --base "$KILN_BASE_URL" "${RUN_ARGS[@]}"
 STATUS=$?
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then

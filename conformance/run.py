@@ -93,6 +93,8 @@ class Client:
         self.timeout = timeout
         self.base = base.rstrip("/")
         self.conn: http.client.HTTPConnection | None = None
+        # The access token the checks send (run-against-fresh-server.sh gets one).
+        self.token = os.environ.get("KILN_TOKEN", "")
 
     def _connect(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
@@ -101,6 +103,8 @@ class Client:
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> Response:
         hdrs = {"Accept": FHIR_JSON}
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
         if body is not None:
             hdrs["Content-Type"] = FHIR_JSON
         hdrs.update(headers or {})

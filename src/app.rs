@@ -33,6 +33,7 @@ pub struct AppState {
     pub base_url: Arc<str>,
     pub default_tenant: TenantId,
     pub capability_statement: bytes::Bytes,
+    pub auth: Arc<crate::auth::AuthServer>,
 }
 
 impl AppState {
@@ -43,7 +44,9 @@ impl AppState {
         let default_tenant = TenantId::parse(&settings.default_tenant).map_err(StartupError::Config)?;
         store.ensure_tenant(&default_tenant, "Default clinic").await?;
         let registry = Registry::global();
+        let auth = Arc::new(crate::auth::AuthServer::open(&store, &base_url).await?);
         Ok(AppState {
+            auth,
             store,
             registry,
             capability_statement: rest::capabilities::build(registry, &base_url).into(),
@@ -104,9 +107,11 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let local = self.listener.local_addr()?;
         let statistics = spawn_statistics_refresher(self.state.store.clone());
+        let keys = spawn_key_reloader(self.state.clone());
         tracing::info!(address = %local, base_url = %self.state.base_url, backend = self.state.store.backend_name(), "Kiln is listening");
         let result = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
         statistics.abort();
+        keys.abort();
         self.state.store.close().await;
         tracing::info!("Kiln stopped");
         result
@@ -133,6 +138,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
                 .delete(delete::conditional_delete)
                 .patch(rest::patch::conditional_patch),
         )
+        .route("/.well-known/smart-configuration", get(crate::auth::discovery::smart_configuration))
+        .route("/.well-known/openid-configuration", get(crate::auth::discovery::openid_configuration))
         .route("/{type}/_search", axum::routing::post(rest::search::search_post))
         .route("/{type}/$validate", axum::routing::post(rest::validate::validate_type))
         .route("/{type}/{id}/$validate", axum::routing::post(rest::validate::validate_instance))
@@ -164,6 +171,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .merge(crate::auth::routes())
         .nest_service("/fhir", fhir)
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
@@ -228,6 +236,22 @@ async fn keep_statistics_fresh(store: DynStore) {
             Err(err) => tracing::warn!(error = %err, "refreshing planner statistics failed"),
         }
     }
+}
+
+/// How often a node picks up a signing key rotated elsewhere (`kiln keys rotate-signing`).
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+fn spawn_key_reloader(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(KEY_RELOAD_INTERVAL);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if let Err(err) = state.auth.reload_keys(&state.store).await {
+                tracing::warn!(error = %err, "reloading the signing keys failed");
+            }
+        }
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -36,6 +36,30 @@ pub struct Settings {
     pub request_timeout_secs: u64,
     /// Log filter, e.g. `info` or `kiln=debug,tower_http=info`.
     pub log: String,
+    /// Lets requests without a token act as the default tenant with full access. For local
+    /// development only: never in a deployment that holds real records.
+    pub open_access_for_development: bool,
+    /// Lifetime of access tokens (at most an hour).
+    pub access_token_lifetime_secs: i64,
+    /// Lifetime of refresh tokens; each use rotates the token and restarts the clock.
+    pub refresh_token_lifetime_secs: i64,
+    /// Lifetime of a browser sign-in (at most 24 hours), and how long it may sit idle.
+    pub session_lifetime_secs: i64,
+    pub session_idle_secs: i64,
+    /// Dynamic client registration (RFC 7591): `closed`, `admin-approved` or `open`.
+    pub registration: Registration,
+}
+
+/// Who may register apps through `POST /auth/register`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Registration {
+    /// Only `kiln client register` creates apps.
+    Closed,
+    /// Registrations are accepted but unusable until `kiln client approve`.
+    AdminApproved,
+    /// Registrations are usable at once.
+    Open,
 }
 
 /// The answer to deleting a resource others refer to (FHIR R4 http.html#delete leaves it to
@@ -66,7 +90,13 @@ impl Settings {
             .set_default("delete_referenced", "refuse")?
             .set_default("cascade_delete", false)?
             .set_default("request_timeout_secs", 60)?
-            .set_default("log", "info")?;
+            .set_default("log", "info")?
+            .set_default("open_access_for_development", false)?
+            .set_default("access_token_lifetime_secs", 3600)?
+            .set_default("refresh_token_lifetime_secs", 30 * 24 * 3600)?
+            .set_default("session_lifetime_secs", 8 * 3600)?
+            .set_default("session_idle_secs", 30 * 60)?
+            .set_default("registration", "admin-approved")?;
         let env_file = std::env::var_os("KILN_CONFIG");
         if let Some(path) = file.map(Path::to_path_buf).or(env_file.map(Into::into)) {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
@@ -87,6 +117,15 @@ impl Settings {
         }
         if self.default_page_size == 0 || self.default_page_size > self.max_page_size {
             return fail("default_page_size must be between 1 and max_page_size".into());
+        }
+        if !(60..=3600).contains(&self.access_token_lifetime_secs) {
+            return fail("access_token_lifetime_secs must be between 60 and 3600".into());
+        }
+        if !(60..=24 * 3600).contains(&self.session_lifetime_secs) || self.session_idle_secs < 60 {
+            return fail("session_lifetime_secs must be between 60 and 86400, session_idle_secs at least 60".into());
+        }
+        if self.refresh_token_lifetime_secs < 60 {
+            return fail("refresh_token_lifetime_secs must be at least 60".into());
         }
         if let Some(base) = &self.base_url
             && !(base.starts_with("http://") || base.starts_with("https://"))

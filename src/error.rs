@@ -75,8 +75,12 @@ pub enum FhirError {
     /// Readable, but violates the R4 structure rules, a required binding or a business rule.
     #[error("unprocessable entity")]
     Unprocessable(Vec<Issue>),
+    /// No access token was sent.
     #[error("{0}")]
     Unauthorized(String),
+    /// The access token is malformed, forged, expired or revoked (RFC 6750 §3.1).
+    #[error("{0}")]
+    InvalidToken(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -152,6 +156,7 @@ impl FhirError {
         match self {
             BadRequest(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, IssueType::Login),
+            InvalidToken(_) => (StatusCode::UNAUTHORIZED, IssueType::Login),
             Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
             NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
             UnknownType(_) => (StatusCode::NOT_FOUND, IssueType::NotSupported),
@@ -233,8 +238,21 @@ impl IntoResponse for FhirError {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = outcome_response(status, &self.issues());
-        if let FhirError::TooManyRequests { retry_after_seconds } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+        // RFC 6750 §3: a 401 says how to authenticate, and why a token was refused.
+        let challenge = match &self {
+            FhirError::TooManyRequests { retry_after_seconds } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+                None
+            }
+            FhirError::Unauthorized(_) => Some(r#"Bearer realm="kiln""#.to_string()),
+            FhirError::InvalidToken(why) => Some(format!(
+                r#"Bearer realm="kiln", error="invalid_token", error_description="{}""#,
+                why.replace(['"', '\\'], "'")
+            )),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }
@@ -259,6 +277,7 @@ mod tests {
             FhirError::BadRequest(vec![]),
             FhirError::Unprocessable(vec![]),
             FhirError::Unauthorized(String::new()),
+            FhirError::InvalidToken(String::new()),
             FhirError::Forbidden(String::new()),
             FhirError::NotFound(String::new()),
             FhirError::UnknownType(String::new()),

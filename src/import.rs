@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tokio::sync::Mutex;
 
-use crate::access::TenantId;
+use crate::access::Principal;
 use crate::app::AppState;
 use crate::error::FhirError;
 use crate::rest::ReturnPreference;
@@ -74,7 +74,7 @@ struct FileProgress {
 struct Shared {
     state: AppState,
     reads: axum::Router,
-    tenant: TenantId,
+    principal: Principal,
     journal_path: PathBuf,
     journal: Mutex<Journal>,
     resources: AtomicU64,
@@ -117,7 +117,7 @@ pub async fn run(state: AppState, options: ImportOptions) -> Result<ImportSummar
     );
     let shared = Arc::new(Shared {
         reads: crate::app::router(state.clone()),
-        tenant: state.default_tenant.clone(),
+        principal: Principal::system(state.default_tenant.clone()),
         state,
         journal_path: options.journal.clone(),
         journal: Mutex::new(journal),
@@ -401,9 +401,10 @@ enum UnitError {
 /// Runs one Bundle (a file, or NDJSON lines made into a transaction) and answers how many
 /// resources it wrote.
 async fn load_unit(shared: &Shared, bundle: &[u8]) -> Result<u64, UnitError> {
-    let answer = transaction::execute(&shared.state, &shared.reads, &shared.tenant, bundle, ReturnPreference::Minimal)
-        .await
-        .map_err(UnitError::Transaction)?;
+    let answer =
+        transaction::execute(&shared.state, &shared.reads, &shared.principal, bundle, ReturnPreference::Minimal)
+            .await
+            .map_err(UnitError::Transaction)?;
     let answer: Value = serde_json::from_slice(&answer).map_err(|e| UnitError::Transaction(FhirError::internal(e)))?;
     let entries = answer["entry"].as_array().cloned().unwrap_or_default();
     let failures: Vec<String> = entries

@@ -34,6 +34,78 @@ enum Command {
     /// Resumable: a journal records how far each file got.
     #[command(after_help = SETTINGS_HELP)]
     Import(ImportArgs),
+    /// User accounts of the sign-in pages (clinicians, staff, patients).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Apps that may use the API (SMART apps, backend services).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// The keys access and ID tokens are signed with.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from KILN_NEW_PASSWORD or the first line of stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// One of: admin, physician, nurse, staff, billing, patient, related-person.
+        #[arg(long)]
+        role: String,
+        /// The account's FHIR resource, e.g. Practitioner/123 or Patient/456.
+        #[arg(long)]
+        fhir_user: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// The clinic (tenant); default: the configured default tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register an app; prints its client id (and, for confidential-symmetric, its secret, once).
+    Register {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        kind: kiln::auth::accounts::ClientKind,
+        /// Exact redirect URI (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// The most the app may be granted, space-separated (e.g. "launch openid fhirUser patient/*.rs").
+        #[arg(long)]
+        scope: String,
+        /// Where the EHR launcher sends the app (with iss and launch).
+        #[arg(long)]
+        launch_url: Option<String>,
+        /// File holding the app's public JWK Set (confidential-asymmetric).
+        #[arg(long)]
+        jwks_file: Option<PathBuf>,
+        /// URL of the app's public JWK Set (confidential-asymmetric).
+        #[arg(long)]
+        jwks_url: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print shell assignments (KILN_CLIENT_ID=…) instead of prose.
+        #[arg(long)]
+        shell: bool,
+    },
+    /// Approve a dynamically registered app.
+    Approve { client_id: String },
+    /// Disable an app: it can no longer get tokens.
+    Disable { client_id: String },
+    /// List the registered apps.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key active; tokens signed with the old one stay valid until they expire.
+    RotateSigning,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +148,9 @@ struct DemoDataArgs {
     /// Concurrent requests when loading.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Access token for --into (a system/ token with create rights; see README "Apps and tokens").
+    #[arg(long, env = "KILN_TOKEN")]
+    token: Option<String>,
 }
 
 const SETTINGS_HELP: &str = "Settings (TOML keys, or KILN_<KEY> environment variables; see docs/configuration.md):
@@ -105,6 +180,9 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate(settings).await,
         Command::DemoData(_) => unreachable!("handled before the settings are loaded"),
         Command::Import(args) => return import(settings, args).await,
+        Command::User(command) => user(settings, command).await,
+        Command::Client(command) => client(settings, command).await,
+        Command::Keys(KeysCommand::RotateSigning) => rotate_signing(settings).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +192,112 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn open_store(settings: &Settings) -> Result<kiln::store::DynStore, Box<dyn std::error::Error>> {
+    Ok(kiln::store::connect(&settings.database_url, 1).await?)
+}
+
+async fn user(settings: Settings, command: UserCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let UserCommand::Create { username, role, fhir_user, display_name, tenant } = command;
+    let password = match std::env::var("KILN_NEW_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let store = open_store(&settings).await?;
+    let new = kiln::auth::accounts::NewUser {
+        tenant: tenant.unwrap_or(settings.default_tenant.clone()),
+        username,
+        password,
+        role,
+        fhir_user,
+        display_name,
+    };
+    let user = kiln::auth::accounts::create_user(&store, new).await?;
+    println!("created user {} ({}) in clinic {}", user.username, user.role, user.tenant);
+    store.close().await;
+    Ok(())
+}
+
+async fn client(settings: Settings, command: ClientCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let store = open_store(&settings).await?;
+    match command {
+        ClientCommand::Register {
+            name,
+            kind,
+            redirect_uris,
+            scope,
+            launch_url,
+            jwks_file,
+            jwks_url,
+            tenant,
+            shell,
+        } => {
+            let jwks = jwks_file.map(std::fs::read_to_string).transpose()?;
+            let new = kiln::auth::accounts::NewClient {
+                tenant: tenant.unwrap_or(settings.default_tenant.clone()),
+                name,
+                kind,
+                redirect_uris,
+                scopes: scope,
+                launch_url,
+                jwks,
+                jwks_uri: jwks_url,
+                status: "active".into(),
+            };
+            let registered = kiln::auth::accounts::register_client(&store, new).await?;
+            if shell {
+                println!("KILN_CLIENT_ID={}", registered.client.client_id);
+                if let Some(secret) = &registered.secret {
+                    println!("KILN_CLIENT_SECRET={secret}");
+                }
+            } else {
+                println!("registered {} ({})", registered.client.name, registered.client.kind);
+                println!("client_id:     {}", registered.client.client_id);
+                if let Some(secret) = &registered.secret {
+                    println!("client_secret: {secret}   (shown once; only its hash is stored)");
+                }
+                println!("scopes:        {}", registered.client.scopes);
+            }
+        }
+        ClientCommand::Approve { client_id } | ClientCommand::Disable { client_id } if client_id.is_empty() => {
+            return Err("give a client id".into());
+        }
+        ClientCommand::Approve { client_id } => {
+            if !store.set_client_status(&client_id, "active").await? {
+                return Err(format!("no client {client_id}").into());
+            }
+            println!("approved {client_id}");
+        }
+        ClientCommand::Disable { client_id } => {
+            if !store.set_client_status(&client_id, "disabled").await? {
+                return Err(format!("no client {client_id}").into());
+            }
+            println!("disabled {client_id}");
+        }
+        ClientCommand::List => {
+            for client in store.clients().await? {
+                println!(
+                    "{}  {:8}  {:24}  {}  [{}]",
+                    client.client_id, client.status, client.kind, client.name, client.scopes
+                );
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn rotate_signing(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let store = open_store(&settings).await?;
+    let kid = kiln::auth::keys::rotate(&store).await?;
+    println!("the active signing key is now {kid}; earlier keys verify the tokens they signed until those expire");
+    store.close().await;
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
@@ -131,7 +315,7 @@ async fn demo_data(args: &DemoDataArgs) -> ExitCode {
     };
     let result = match (&args.out, &args.into) {
         (Some(dir), _) => kiln::demo::load::write_files(&config, dir).map_err(|e| e.to_string()),
-        (None, Some(base)) => kiln::demo::load::load_into(&config, base, args.concurrency).await,
+        (None, Some(base)) => kiln::demo::load::load_into(&config, base, args.concurrency, args.token.as_deref()).await,
         (None, None) => Err("give --out DIR or --into URL".to_string()),
     };
     match result {

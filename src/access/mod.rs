@@ -1,14 +1,19 @@
 //! Who is asking: the `Principal` every request becomes, and the tenant (clinic) it acts in.
-//! Until SMART authorization lands, every request runs as the configured default tenant; the
-//! plumbing that carries a principal from the request to the store is already in place.
+//! A request becomes a principal from its SMART access token (or, only with
+//! `open_access_for_development`, from no token at all); `policy` decides what it may do.
 
 use axum::extract::FromRequestParts;
+use axum::http::header;
 use axum::http::request::Parts;
 use std::fmt;
 use std::sync::Arc;
 
 use crate::app::AppState;
+use crate::auth::scopes::ScopeSet;
+use crate::auth::tokens::AccessClaims;
 use crate::error::FhirError;
+
+pub mod policy;
 
 /// A tenant (clinic) id. Every stored resource belongs to exactly one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -36,10 +41,19 @@ impl fmt::Display for TenantId {
 }
 
 /// How the principal was established.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum PrincipalKind {
-    /// No authentication is configured: the server's default tenant, full access.
+    /// No token, and `open_access_for_development` is on: the default tenant, full access.
     DefaultTenant,
+    /// A verified SMART access token.
+    Token(Arc<Grant>),
+}
+
+/// What a verified access token allows: its claims and parsed scopes.
+#[derive(Debug)]
+pub struct Grant {
+    pub claims: AccessClaims,
+    pub scopes: ScopeSet,
 }
 
 /// The caller of a request, as the access policy and the store see it.
@@ -49,10 +63,61 @@ pub struct Principal {
     pub kind: PrincipalKind,
 }
 
+impl Principal {
+    /// Who the server itself acts as in-process (imports, the demo loader).
+    pub fn system(tenant: TenantId) -> Principal {
+        Principal { tenant, kind: PrincipalKind::DefaultTenant }
+    }
+
+    pub fn grant(&self) -> Option<&Grant> {
+        match &self.kind {
+            PrincipalKind::Token(grant) => Some(grant),
+            PrincipalKind::DefaultTenant => None,
+        }
+    }
+}
+
+/// The bearer token of a request (RFC 6750 §2.1), if it sent one.
+fn bearer(parts: &Parts) -> Result<Option<&str>, FhirError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| FhirError::InvalidToken("the Authorization header is not text".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(FhirError::InvalidToken("the Authorization header must be 'Bearer <access token>'".into())),
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = FhirError;
 
-    async fn from_request_parts(_parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(Principal { tenant: state.default_tenant.clone(), kind: PrincipalKind::DefaultTenant })
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
+        let principal = match bearer(parts)? {
+            Some(token) => {
+                let claims =
+                    state.auth.verify_access_token(&state.store, token).await.map_err(FhirError::InvalidToken)?;
+                let scopes = ScopeSet::parse(&claims.scope)
+                    .map_err(|e| FhirError::InvalidToken(format!("the token's scope is unreadable: {e}")))?;
+                let tenant = TenantId::parse(&claims.tenant).map_err(FhirError::InvalidToken)?;
+                Principal { tenant, kind: PrincipalKind::Token(Arc::new(Grant { claims, scopes })) }
+            }
+            None if state.settings.open_access_for_development => {
+                Principal { tenant: state.default_tenant.clone(), kind: PrincipalKind::DefaultTenant }
+            }
+            None => {
+                return Err(FhirError::Unauthorized(
+                    "this request needs an access token (Authorization: Bearer …)".into(),
+                ));
+            }
+        };
+        // Batch and transaction entries are answered in-process with the same principal.
+        parts.extensions.insert(principal.clone());
+        Ok(principal)
     }
 }

@@ -61,10 +61,21 @@ pub fn write_files(config: &DemoConfig, dir: &Path) -> std::io::Result<Summary> 
 
 /// Loads the records into the FHIR server at `base` (e.g. `http://127.0.0.1:8080/fhir`) as
 /// transaction Bundles (`POST [base]`): the shared resources first, in order, then one Bundle
-/// per patient, `concurrency` at a time.
-pub async fn load_into(config: &DemoConfig, base: &str, concurrency: usize) -> Result<Summary, String> {
+/// per patient, `concurrency` at a time, sending `token` as the bearer token.
+pub async fn load_into(
+    config: &DemoConfig,
+    base: &str,
+    concurrency: usize,
+    token: Option<&str>,
+) -> Result<Summary, String> {
     let start = Instant::now();
-    let client = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the access token is not a valid header value".to_string())?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let client = reqwest::Client::builder().default_headers(headers).build().map_err(|e| e.to_string())?;
     let base = base.trim_end_matches('/').to_string();
     let resources = Arc::new(AtomicU64::new(0));
     // Shared resources refer only to those before them: chunks in order keep every reference

@@ -55,6 +55,35 @@ fn operations(resource: &ResourceType) -> Vec<Value> {
     operations
 }
 
+/// `rest.security`: SMART on FHIR, with the authorization server's endpoints in the oauth-uris
+/// extension (SMART App Launch 2.2 "Conformance", the CapabilityStatement option).
+fn security(base_url: &str) -> Value {
+    let origin = match base_url.find("://").and_then(|at| base_url[at + 3..].find('/').map(|p| at + 3 + p)) {
+        Some(path_start) => &base_url[..path_start],
+        None => base_url,
+    };
+    let endpoint = |name: &str| format!("{origin}/auth/{name}");
+    json!({
+        "cors": true,
+        "service": [{
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
+        }],
+        "description": "Every request needs a SMART access token (Authorization: Bearer), except metadata and \
+            .well-known/smart-configuration. patient/ scopes are confined to the launch patient's compartment.",
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": endpoint("authorize")},
+                {"url": "token", "valueUri": endpoint("token")},
+                {"url": "manage", "valueUri": endpoint("apps")},
+                {"url": "introspect", "valueUri": endpoint("introspect")},
+                {"url": "revoke", "valueUri": endpoint("revoke")}
+            ]
+        }]
+    })
+}
+
 pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
     let resources: Vec<Value> = registry
         .resources()
@@ -97,6 +126,7 @@ pub fn build(registry: &Registry, base_url: &str) -> Vec<u8> {
                 Transactions are all-or-nothing; conditional writes are decided under a lock on their condition, so concurrent \
                 identical conditional creates create one resource. A conditional delete deletes at most max_conditional_deletes \
                 matches (default 100); a batch or transaction holds at most max_bundle_entries entries (default 10000).",
+            "security": security(base_url),
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
             "operation": [{"name": "meta", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta"}],

@@ -12,6 +12,7 @@ use super::{
     return_preference, store_resource, write_response,
 };
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, IssueType};
 
@@ -34,6 +35,10 @@ pub async fn create(
         None => None,
     };
     let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
+    if condition.is_some() {
+        policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Create)?;
+    }
+    policy::ensure_writable(&state, &principal, &definition.name, Interaction::Create, None, Some(&body)).await?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     if let Some(condition) = condition {
         let condition = condition.trim_start_matches(&format!("{}?", definition.name)).trim_start_matches('?');

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{QueryParams, conditional, etag, integrity, logical_id, resource_type};
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, IssueType};
 use crate::fhir::registry::ResourceType;
@@ -34,6 +35,10 @@ pub async fn delete(
             return Err(FhirError::bad_request(IssueType::Value, format!("_cascade must be 'delete', not '{other}'")));
         }
     };
+    policy::ensure_writable(&state, &principal, &definition.name, Interaction::Delete, Some(id), None).await?;
+    if cascade {
+        policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Delete)?;
+    }
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = delete_one(&mut *transaction, &definition.name, id).await?;
     if !outcome.unchanged {
@@ -65,6 +70,7 @@ pub async fn conditional_delete(
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
     let condition = query.unwrap_or_default();
+    policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Delete)?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let ids = delete_matching(&state, &mut *transaction, definition, &condition).await?;
     let deleted: Vec<(String, String)> = ids.into_iter().map(|id| (definition.name.clone(), id)).collect();

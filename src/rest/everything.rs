@@ -10,6 +10,7 @@
 //! then by type and id); the referenced resources come with the page that refers to them,
 //! marked `search.mode = include`.
 
+use crate::access::policy::{self, Interaction, Restriction};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -108,6 +109,26 @@ async fn everything(
     // The patient first, then the other types in name order.
     types.sort_by_key(|t| (*t != "Patient", *t));
 
+    // A patient-confined token sees only its own patient's record.
+    if let Some(own) = principal.launch_patient()
+        && principal.permit("Patient", Interaction::Read).is_ok_and(|r| r != Restriction::Unrestricted)
+    {
+        match patient {
+            Some(id) if id != own => {
+                return Err(FhirError::Forbidden(format!("Patient/{id} is outside the access token's patient")));
+            }
+            _ => {}
+        }
+    }
+    let confined_to = match principal.launch_patient() {
+        Some(own) if principal.grant().is_some_and(|g| !g.scopes.has_context(crate::auth::scopes::Context::User)) => {
+            Some(own.to_string())
+        }
+        _ => None,
+    };
+    let patient = patient.or(confined_to.as_deref());
+    // Types the token may not search are left out.
+    types.retain(|t| principal.permit(t, Interaction::Search).is_ok());
     let mut queries: Vec<(&str, SearchQuery, u64)> = Vec::new();
     let mut total = 0;
     for type_name in types {
@@ -124,8 +145,11 @@ async fn everything(
                 conditions.0.push(("date".into(), format!("le{end}")));
             }
         }
+        let restriction = principal.permit(type_name, Interaction::Search)?;
+        let confined = policy::restrict(&mut conditions, &restriction);
         let mut query =
             query::compile(definition, &conditions, &state.base_url, false, u32::MAX, settings.default_page_size)?;
+        policy::confine(&mut query, type_name, confined.as_deref())?;
         query.within_compartment_of(type_name, patient)?;
         let count = state.store.count(&principal.tenant, type_name, &query).await?;
         total += count;
@@ -151,7 +175,7 @@ async fn everything(
         records.truncate(query.count as usize);
         page.extend(records);
     }
-    let included = referenced(state, principal, &page).await?;
+    let included = super::search::visible_only(state, principal, referenced(state, principal, &page).await?).await?;
 
     let link = |at: u64| {
         let mut serializer = form_urlencoded::Serializer::new(String::new());

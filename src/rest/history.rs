@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{QueryParams, etag, logical_id, resource_type};
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, IssueType};
 use crate::fhir::FHIR_JSON;
@@ -22,6 +23,7 @@ pub async fn instance_history(
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
     let id = logical_id(&id)?;
+    principal.permit(&definition.name, Interaction::Read)?;
     if state.store.read_current(&principal.tenant, &definition.name, id).await?.is_none() {
         return Err(FhirError::NotFound(format!("{type_name}/{id} is not known")));
     }
@@ -86,7 +88,20 @@ async fn history(
         })
         .transpose()?;
     let filter = HistoryFilter { since: instant("_since")?, at: instant("_at")?, before_seq, count: count + 1 };
+    if let HistoryScope::Instance(type_name, id) = scope {
+        policy::ensure_visible(state, principal, type_name, id, Interaction::Read).await?;
+    }
+    if let HistoryScope::Type(type_name) = scope {
+        principal.permit(type_name, Interaction::Read)?;
+    }
     let mut records = state.store.history(&principal.tenant, scope, &filter).await?;
+    if principal.grant().is_some() && !matches!(scope, HistoryScope::Instance(..)) {
+        // Versions of resources the token may not read are left out (the page may come out short).
+        let keep = super::search::visible_only(state, principal, records.clone()).await?;
+        let keys: std::collections::HashSet<(String, String)> =
+            keep.into_iter().map(|r| (r.resource_type, r.id)).collect();
+        records.retain(|r| keys.contains(&(r.resource_type.clone(), r.id.clone())));
+    }
     let has_more = records.len() > count as usize;
     records.truncate(count as usize);
 

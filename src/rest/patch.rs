@@ -14,6 +14,7 @@ use super::{
     return_preference, store_resource, write_response,
 };
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, Issue, IssueType};
 use crate::fhir::json::ResourceBody;
@@ -76,8 +77,13 @@ pub async fn patch(
     QueryParams::parse(query.as_deref()).only(&[])?;
     let document = read_document(&state, &headers, request).await?;
     let expected_version = if_match(&headers)?;
+    policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, Some(&id), None).await?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
+    if principal.launch_patient().is_some() {
+        let patched = outcome.record.json.as_deref().unwrap_or_default();
+        policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, None, Some(patched)).await?;
+    }
     integrity::commit_write(&state, transaction, &outcome.record).await?;
     Ok(write_response(&state, StatusCode::OK, outcome.record, return_preference(&headers)))
 }
@@ -95,6 +101,7 @@ pub async fn conditional_patch(
     let condition = query.unwrap_or_default();
     let document = read_document(&state, &headers, request).await?;
     let expected_version = if_match(&headers)?;
+    policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Update)?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let id = match conditional::matching_ids(&state, &mut *transaction, definition, &condition, 2).await?.as_slice() {
         [id] => id.clone(),

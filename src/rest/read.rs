@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{QueryParams, logical_id, parse_etag, resource_response, resource_type, version_headers};
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::FhirError;
 use crate::fhir::instant::parse_http_date;
@@ -25,8 +26,10 @@ pub async fn read(
     let params = QueryParams::parse(query.as_deref());
     params.only(&["_summary", "_elements"])?;
     let subset = params.subset()?;
+    principal.permit(&definition.name, Interaction::Read)?;
     let record =
         super::live(state.store.read_current(&principal.tenant, &definition.name, id).await?, type_name.as_str(), id)?;
+    policy::ensure_visible(&state, &principal, &definition.name, id, Interaction::Read).await?;
     if not_modified(&headers, &record) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         version_headers(response.headers_mut(), &record);

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{QueryParams, read_limited, resource_type};
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, IssueType};
 use crate::fhir::FHIR_JSON;
@@ -189,10 +190,36 @@ async fn includes(
         if found_now.is_empty() {
             break;
         }
+        let found_now = visible_only(state, principal, found_now).await?;
         sources = found_now.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
         included.extend(found_now);
     }
     Ok(included)
+}
+
+/// Of `records`, those the principal may read: an include never reaches past the token's scopes.
+pub async fn visible_only(
+    state: &AppState,
+    principal: &Principal,
+    records: Vec<VersionRecord>,
+) -> Result<Vec<VersionRecord>, FhirError> {
+    if principal.grant().is_none() {
+        return Ok(records);
+    }
+    let mut by_type: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for record in &records {
+        by_type.entry(record.resource_type.clone()).or_default().push(record.id.clone());
+    }
+    let mut visible = std::collections::HashSet::new();
+    for (type_name, ids) in by_type {
+        let Ok(restriction) = principal.permit(&type_name, Interaction::Read) else {
+            continue;
+        };
+        for id in policy::visible_ids(state, principal, &type_name, &ids, &restriction).await? {
+            visible.insert((type_name.clone(), id));
+        }
+    }
+    Ok(records.into_iter().filter(|r| visible.contains(&(r.resource_type.clone(), r.id.clone()))).collect())
 }
 
 async fn search(
@@ -204,7 +231,9 @@ async fn search(
     patient_compartment: Option<&str>,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(state, type_name)?;
-    let params = expand_value_sets(state, principal, params).await?;
+    let restriction = principal.permit(&definition.name, Interaction::Search)?;
+    let mut params = expand_value_sets(state, principal, params).await?;
+    let confined_to = policy::restrict(&mut params, &restriction);
     let lenient = headers
         .get_all("prefer")
         .iter()
@@ -222,6 +251,7 @@ async fn search(
     if let Some(patient) = patient_compartment {
         query.within_patient_compartment(&definition.name, patient)?;
     }
+    policy::confine(&mut query, &definition.name, confined_to.as_deref())?;
     let path = match patient_compartment {
         Some(patient) => format!("Patient/{patient}/{}", definition.name),
         None => definition.name.clone(),

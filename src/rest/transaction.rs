@@ -26,7 +26,8 @@ use super::{
     FhirBody, QueryParams, ReturnPreference, WriteMode, conditional, delete, etag, logical_id, new_id, parse_etag,
     parsed_for_write, prepare_resource, return_preference, update, write_request,
 };
-use crate::access::{Principal, TenantId};
+use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, Issue, IssueType, operation_outcome_json};
 use crate::fhir::FHIR_JSON;
@@ -50,22 +51,36 @@ pub async fn process(
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     QueryParams::parse(query.as_deref()).only(&[])?;
-    let answer = execute(&state, &reads, &principal.tenant, &body, return_preference(&headers)).await?;
+    let answer = execute(&state, &reads, &principal, &body, return_preference(&headers)).await?;
     let mut response = (StatusCode::OK, answer).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     Ok(response)
 }
 
-/// Runs a batch or transaction Bundle for `tenant` and answers the response Bundle; `reads`
-/// answers its GET entries.
+/// Runs a batch or transaction Bundle for `principal` and answers the response Bundle; `reads`
+/// answers its GET entries (as the same principal).
 pub async fn execute(
     state: &AppState,
     reads: &Router,
-    tenant: &TenantId,
+    principal: &Principal,
     body: &[u8],
     preference: ReturnPreference,
 ) -> Result<Vec<u8>, FhirError> {
+    let tenant = &principal.tenant;
     let (kind, mut entries) = plan(state, body)?;
+    // Each write entry needs the token's permission for its type and interaction.
+    for entry in entries.iter_mut() {
+        let Some((definition, interaction)) = entry.action.permission() else { continue };
+        if let Err(error) = policy::ensure_unconfined_write(principal, &definition.name, interaction) {
+            match kind {
+                Kind::Transaction => return Err(error),
+                Kind::Batch => {
+                    entry.result = Some(EntryResult::failed(&error));
+                    entry.action = Action::Refused;
+                }
+            }
+        }
+    }
     match kind {
         Kind::Transaction => {
             let mut transaction = state.store.begin(tenant).await?;
@@ -91,7 +106,8 @@ pub async fn execute(
     }
     for entry in entries.iter_mut() {
         if let Action::Read { url, if_none_match, if_modified_since } = &entry.action {
-            entry.result = Some(read_entry(reads, url, if_none_match.as_deref(), if_modified_since.as_deref()).await);
+            entry.result =
+                Some(read_entry(reads, principal, url, if_none_match.as_deref(), if_modified_since.as_deref()).await);
         }
     }
     let mut bundle = BundleWriter::new(kind.response_type(), None, &[]);
@@ -149,6 +165,23 @@ impl Kind {
 }
 
 /// What an entry asks for, from `entry.request`.
+impl Action {
+    /// The type and interaction a write entry needs permission for.
+    fn permission(&self) -> Option<(&'static ResourceType, Interaction)> {
+        match self {
+            Action::Patch { definition, .. } | Action::Update { definition, .. } => {
+                Some((definition, Interaction::Update))
+            }
+            Action::ConditionalUpdate { definition, .. } => Some((definition, Interaction::Update)),
+            Action::Create { definition, .. } => Some((definition, Interaction::Create)),
+            Action::Delete { definition, .. } | Action::ConditionalDelete { definition, .. } => {
+                Some((definition, Interaction::Delete))
+            }
+            _ => None,
+        }
+    }
+}
+
 enum Action {
     /// The patch document is the entry's resource: a `Parameters` (FHIRPath Patch) or a
     /// `Binary` holding a JSON Patch.
@@ -869,11 +902,16 @@ async fn resolve_references(
 /// Answers a GET entry through the API's own routes.
 async fn read_entry(
     reads: &Router,
+    principal: &Principal,
     url: &str,
     if_none_match: Option<&str>,
     if_modified_since: Option<&str>,
 ) -> EntryResult {
-    let mut request = Request::builder().method("GET").uri(format!("/{url}")).header(header::ACCEPT, FHIR_JSON);
+    let mut request = Request::builder()
+        .method("GET")
+        .uri(format!("/{url}"))
+        .header(header::ACCEPT, FHIR_JSON)
+        .extension(principal.clone());
     if let Some(value) = if_none_match {
         request = request.header(header::IF_NONE_MATCH, value);
     }

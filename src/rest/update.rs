@@ -11,6 +11,7 @@ use super::{
     resource_type, return_preference, store_resource, write_response,
 };
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, Issue, IssueType};
 use crate::fhir::registry::ResourceType;
@@ -47,6 +48,7 @@ pub async fn update(
             ]));
         }
     }
+    policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, Some(id), Some(&body)).await?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = store_resource(
         &state,
@@ -76,6 +78,7 @@ pub async fn conditional_update(
     let condition = query.unwrap_or_default();
     let expected_version = if_match(&headers)?;
     let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
+    policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Update)?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let id = conditional_target(&state, &mut *transaction, definition, &condition, resource.id.as_deref()).await?;
     let outcome = store_resource(

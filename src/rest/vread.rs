@@ -6,6 +6,7 @@ use axum::response::Response;
 
 use super::{QueryParams, logical_id, resource_response, resource_type};
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, IssueType};
 
@@ -25,6 +26,7 @@ pub async fn vread(
         .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| FhirError::bad_request(IssueType::Value, format!("'{version}' is not a version id")))?;
+    principal.permit(&definition.name, Interaction::Read)?;
     let record = state
         .store
         .read_version(&principal.tenant, &definition.name, id, version)
@@ -33,6 +35,7 @@ pub async fn vread(
     if record.deleted {
         return Err(FhirError::Gone(format!("version {version} of {type_name}/{id} is a deletion")));
     }
+    policy::ensure_visible(&state, &principal, &definition.name, id, Interaction::Read).await?;
     let mut record = record;
     let body = subset.apply(definition, record.json.take().unwrap_or_default())?;
     Ok(resource_response(StatusCode::OK, &record, body))

@@ -2,6 +2,7 @@
 //! the connection of a backend from a database URL. Every version of every resource is kept
 //! (FHIR R4 http.html#versioning); every query is confined to one tenant.
 
+pub mod auth;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -180,7 +181,7 @@ pub struct HistoryFilter {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend_name(&self) -> &'static str;
     /// The current version (possibly a deletion), or nothing if the resource never existed.

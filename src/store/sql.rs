@@ -70,7 +70,8 @@ where
     for<'e> String: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Option<Vec<u8>>: Encode<'e, DB>,
-    for<'e> Option<String>: Encode<'e, DB>,
+    for<'e> Option<String>: Encode<'e, DB> + Decode<'e, DB>,
+    for<'e> Option<i64>: Decode<'e, DB>,
     for<'e> f64: Encode<'e, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {

@@ -39,6 +39,7 @@ pub fn migrator() -> Migrator {
         migration(4, "instance history index", include_str!("../../migrations/sqlite/0004_instance_history_index.sql")),
         migration(5, "resource links", include_str!("../../migrations/sqlite/0005_resource_links.sql")),
         migration(6, "drop duplicate index", include_str!("../../migrations/sqlite/0006_drop_duplicate_index.sql")),
+        migration(7, "authorization", include_str!("../../migrations/sqlite/0007_authorization.sql")),
     ])
 }
 

@@ -19,7 +19,8 @@ async fn demo_records_load_completely(backend: Backend) {
         s.max_bundle_entries = 10_000;
     };
     let Some(app) = TestApp::start_with(backend, bulk, |app| app).await else { return };
-    let summary = load::load_into(&config(4), &app.base, 4).await.expect("every demo resource is accepted");
+    let summary =
+        load::load_into(&config(4), &app.base, 4, Some(&app.token)).await.expect("every demo resource is accepted");
     let expected: usize = kiln::demo::shared_resources(&config(4)).len()
         + (0..4).map(|i| kiln::demo::patient_record(&config(4), i).len()).sum::<usize>();
     assert_eq!(summary.resources as usize, expected);
@@ -28,7 +29,7 @@ async fn demo_records_load_completely(backend: Backend) {
     let observations: Value = app.get("Patient/pat-000000/Observation?_summary=count").await.json().await.unwrap();
     assert!(observations["total"].as_u64().unwrap() > 10, "{observations}");
     // Loading again changes nothing but versions: update-as-create with the same ids.
-    load::load_into(&config(4), &app.base, 4).await.unwrap();
+    load::load_into(&config(4), &app.base, 4, Some(&app.token)).await.unwrap();
     let again: Value = app.get("Patient?_summary=count").await.json().await.unwrap();
     assert_eq!(again["total"], 4);
     assert_eq!(app.get("Patient/pat-000000/_history/2").await.status(), StatusCode::OK);

@@ -113,7 +113,11 @@ async fn oversized_bodies_are_refused_before_being_read(app: TestApp) {
 
     // Without a Content-Length (chunked), the limit still holds while streaming.
     let mut stream = tokio::net::TcpStream::connect(app.root.trim_start_matches("http://")).await.unwrap();
-    let head = "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let head = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/fhir+json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.token
+    );
     stream.write_all(head.as_bytes()).await.unwrap();
     let chunk = "a".repeat(16 * 1024);
     for _ in 0..6 {

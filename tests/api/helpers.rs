@@ -9,13 +9,20 @@ use std::sync::OnceLock;
 use tokio::sync::oneshot;
 
 use kiln::app::Application;
+use kiln::auth::accounts::{ClientKind, NewClient};
 use kiln::config::Settings;
 
 pub struct TestApp {
     /// FHIR base, e.g. `http://127.0.0.1:41234/fhir`.
     pub base: String,
     pub root: String,
+    /// Sends the harness's `system/*.cruds` access token with every request.
     pub client: Client,
+    /// Sends no token.
+    pub anonymous: Client,
+    pub token: String,
+    /// The server's shared state: for cases that register apps and accounts in-process.
+    pub state: kiln::app::AppState,
     pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -41,7 +48,63 @@ pub fn settings(database_url: &str) -> Settings {
         cascade_delete: true,
         request_timeout_secs: 30,
         log: "warn".into(),
+        open_access_for_development: false,
+        access_token_lifetime_secs: 3600,
+        refresh_token_lifetime_secs: 3600,
+        session_lifetime_secs: 3600,
+        session_idle_secs: 600,
+        registration: kiln::config::Registration::AdminApproved,
     }
+}
+
+/// A client that sends `token` as its bearer token.
+pub fn authorized_client(token: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token is header-safe");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Client::builder().default_headers(headers).build().expect("client builds")
+}
+
+/// Registers a backend-services app (client secret) allowed `system/*.cruds` and gets a token
+/// for it from the token endpoint.
+pub async fn system_token(state: &kiln::app::AppState, root: &str) -> String {
+    let (client_id, secret) = register_app(state, ClientKind::ConfidentialSymmetric, "system/*.cruds", vec![]).await;
+    let response = Client::new()
+        .post(format!("{root}/auth/token"))
+        .basic_auth(&client_id, Some(&secret.unwrap()))
+        .form(&[("grant_type", "client_credentials"), ("scope", "system/*.cruds")])
+        .send()
+        .await
+        .expect("token request sent");
+    assert_eq!(response.status(), StatusCode::OK, "token request failed: {}", response.text().await.unwrap());
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().expect("an access token").to_string()
+}
+
+/// Registers an app in the test clinic; answers its client id and secret.
+pub async fn register_app(
+    state: &kiln::app::AppState,
+    kind: ClientKind,
+    scopes: &str,
+    redirect_uris: Vec<String>,
+) -> (String, Option<String>) {
+    let registered = kiln::auth::accounts::register_client(
+        &state.store,
+        NewClient {
+            tenant: "test-clinic".into(),
+            name: "Test app".into(),
+            kind,
+            redirect_uris,
+            scopes: scopes.into(),
+            launch_url: None,
+            jwks: None,
+            jwks_uri: None,
+            status: "active".into(),
+        },
+    )
+    .await
+    .expect("the app registers");
+    (registered.client.client_id, registered.secret)
 }
 
 /// Which database a test runs on.
@@ -77,12 +140,18 @@ impl TestApp {
             .arg("serve")
             .env("KILN_DATABASE_URL", &self.database_url)
             .env("KILN_LISTEN", format!("127.0.0.1:{port}"))
+            // Nodes of one deployment share its public URL: the issuer and audience of its tokens.
+            .env("KILN_BASE_URL", &self.base)
             .env("KILN_DEFAULT_TENANT", "test-clinic")
             .env("KILN_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("kiln serve starts");
-        let process = ServerProcess { child, base: format!("http://127.0.0.1:{port}/fhir"), client: Client::new() };
+        let process = ServerProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+            client: authorized_client(&self.token),
+        };
         for _ in 0..200 {
             if let Ok(response) = process.client.get(format!("http://127.0.0.1:{port}/health")).send().await
                 && response.status().is_success()
@@ -104,14 +173,21 @@ impl TestApp {
         let app = customise(Application::build(settings).await.expect("the app starts"));
         let port = app.port();
         let (tx, rx) = oneshot::channel::<()>();
+        let state = app.state().clone();
         let stopped = tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
         let root = format!("http://127.0.0.1:{port}");
+        // Every case talks to the API as a real deployment's backend service would: with an
+        // access token obtained over HTTP by client_credentials.
+        let token = system_token(&state, &root).await;
         TestApp {
             base: format!("{root}/fhir"),
             root,
-            client: Client::new(),
+            client: authorized_client(&token),
+            anonymous: Client::new(),
+            token,
+            state,
             database_url,
             shutdown: Some(tx),
             stopped: Some(stopped),

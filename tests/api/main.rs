@@ -17,5 +17,6 @@ mod operations;
 mod patch;
 mod rules;
 mod search;
+mod smart;
 mod store_contract;
 mod transaction;

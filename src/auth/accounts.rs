@@ -1,0 +1,159 @@
+//! Creating user accounts and registering apps: the rules both `kiln user create` / `kiln client
+//! register` and the HTTP APIs apply, so an account or app is valid however it was made.
+
+use super::scopes::ScopeSet;
+use super::secrets::{check_password_strength, digest, hash_password, random_token};
+use super::store::{ClientRecord, UserRecord};
+use crate::access::TenantId;
+use crate::store::DynStore;
+
+/// The seed roles an account may have (mapping.md, staff roles), and patients themselves.
+pub const ROLES: [&str; 7] = ["admin", "physician", "nurse", "staff", "billing", "patient", "related-person"];
+
+pub struct NewUser {
+    pub tenant: String,
+    pub username: String,
+    pub password: String,
+    pub role: String,
+    pub fhir_user: Option<String>,
+    pub display_name: Option<String>,
+}
+
+pub async fn create_user(store: &DynStore, new: NewUser) -> Result<UserRecord, String> {
+    TenantId::parse(&new.tenant)?;
+    let username = new.username.trim().to_string();
+    if username.is_empty() || username.len() > 128 || username.chars().any(char::is_whitespace) {
+        return Err("the user name must be 1 to 128 characters without spaces".into());
+    }
+    if !ROLES.contains(&new.role.as_str()) {
+        return Err(format!("unknown role '{}'; one of: {}", new.role, ROLES.join(", ")));
+    }
+    if let Some(reference) = &new.fhir_user {
+        let (kind, id) = reference.split_once('/').ok_or("fhirUser must look like Practitioner/123")?;
+        if !["Practitioner", "Patient", "RelatedPerson", "Person"].contains(&kind) || !crate::fhir::is_valid_id(id) {
+            return Err("fhirUser must be a Practitioner, Patient, RelatedPerson or Person reference".into());
+        }
+        if (new.role == "patient") != (kind == "Patient") {
+            return Err("a patient account is linked to a Patient, and only a patient account is".into());
+        }
+    } else if new.role == "patient" {
+        return Err("a patient account needs --fhir-user Patient/<id>".into());
+    }
+    check_password_strength(&new.password)?;
+    if store.user_by_name(&username).await.map_err(|e| e.to_string())?.is_some() {
+        return Err(format!("the user name '{username}' is taken"));
+    }
+    let password = new.password.clone();
+    let password_hash =
+        tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|e| e.to_string())??;
+    let user = UserRecord {
+        user_id: uuid::Uuid::new_v4().to_string(),
+        tenant: new.tenant,
+        display_name: new.display_name.unwrap_or_else(|| username.clone()),
+        username,
+        password_hash,
+        role: new.role,
+        fhir_user: new.fhir_user,
+        disabled: false,
+        created_at: chrono::Utc::now().timestamp(),
+    };
+    store.insert_user(&user).await.map_err(|e| e.to_string())?;
+    Ok(user)
+}
+
+/// How an app authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientKind {
+    Public,
+    ConfidentialSymmetric,
+    ConfidentialAsymmetric,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Public => "public",
+            ClientKind::ConfidentialSymmetric => "confidential-symmetric",
+            ClientKind::ConfidentialAsymmetric => "confidential-asymmetric",
+        }
+    }
+}
+
+pub struct NewClient {
+    pub tenant: String,
+    pub name: String,
+    pub kind: ClientKind,
+    pub redirect_uris: Vec<String>,
+    pub scopes: String,
+    pub launch_url: Option<String>,
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    /// `active`, or `pending` for a registration an administrator must approve.
+    pub status: String,
+}
+
+/// A registered app, and its secret (shown once: only its digest is kept).
+pub struct Registered {
+    pub client: ClientRecord,
+    pub secret: Option<String>,
+}
+
+fn is_http_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://")) && !url.contains('#') && url.len() > 8
+}
+
+pub async fn register_client(store: &DynStore, new: NewClient) -> Result<Registered, String> {
+    TenantId::parse(&new.tenant)?;
+    if new.name.trim().is_empty() {
+        return Err("the app needs a name".into());
+    }
+    let scopes = ScopeSet::parse(&new.scopes).map_err(|e| e.to_string())?;
+    if scopes.is_empty() {
+        return Err("the app needs at least one allowed scope".into());
+    }
+    for uri in &new.redirect_uris {
+        if !is_http_url(uri) {
+            return Err(format!("redirect URI '{uri}' must be an absolute http(s) URL without a fragment"));
+        }
+    }
+    if new.kind == ClientKind::Public && new.redirect_uris.is_empty() {
+        return Err("a public app needs at least one redirect URI".into());
+    }
+    if let Some(url) = &new.launch_url
+        && !is_http_url(url)
+    {
+        return Err(format!("launch URL '{url}' must be an absolute http(s) URL"));
+    }
+    match new.kind {
+        ClientKind::ConfidentialAsymmetric => match (&new.jwks, &new.jwks_uri) {
+            (Some(jwks), None) => {
+                let value: serde_json::Value =
+                    serde_json::from_str(jwks).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
+                super::client_assertion::public_jwk_is_valid(&value)?;
+            }
+            (None, Some(url)) if is_http_url(url) => {}
+            _ => return Err("an asymmetric client needs exactly one of a JWKS or an https JWKS URL".into()),
+        },
+        _ if new.jwks.is_some() || new.jwks_uri.is_some() => {
+            return Err("only confidential-asymmetric clients register keys".into());
+        }
+        _ => {}
+    }
+    let secret = (new.kind == ClientKind::ConfidentialSymmetric).then(|| random_token(32));
+    let client = ClientRecord {
+        client_id: uuid::Uuid::new_v4().to_string(),
+        tenant: new.tenant,
+        name: new.name.trim().to_string(),
+        kind: new.kind.as_str().to_string(),
+        secret_hash: secret.as_deref().map(digest),
+        jwks: new.jwks,
+        jwks_uri: new.jwks_uri,
+        redirect_uris: new.redirect_uris,
+        scopes: scopes.to_string(),
+        launch_url: new.launch_url,
+        status: new.status,
+        created_at: chrono::Utc::now().timestamp(),
+    };
+    store.insert_client(&client).await.map_err(|e| e.to_string())?;
+    Ok(Registered { client, secret })
+}

@@ -1,0 +1,175 @@
+//! Kiln's own SMART on FHIR authorization server (SMART App Launch 2.2, docs/smart.md): discovery,
+//! authorize with sign-in and consent pages, token, introspection, revocation and registration.
+//! It lives beside the FHIR API and shares only the store with it; the API sees its work as
+//! verified [`tokens::AccessClaims`].
+
+pub mod accounts;
+pub mod authorize;
+pub mod client_assertion;
+pub mod client_auth;
+pub mod discovery;
+pub mod introspection;
+pub mod keys;
+pub mod launcher;
+pub mod pages;
+pub mod pkce;
+pub mod revocation;
+pub mod scopes;
+pub mod secrets;
+pub mod session;
+pub mod signing;
+pub mod store;
+pub mod token;
+pub mod tokens;
+
+use axum::Router;
+use axum::routing::{get, post};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::app::AppState;
+use crate::store::{DynStore, StoreError};
+use signing::{KeyError, KeyRing};
+use tokens::AccessClaims;
+
+/// How stale this node's copy of the revoked families may be: a revocation on another node
+/// takes effect here within this time.
+const REVOCATION_REFRESH: Duration = Duration::from_secs(2);
+/// How often a token naming an unknown key may make this node reload the keys.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The authorization server's shared state.
+pub struct AuthServer {
+    keys: RwLock<Arc<KeyRing>>,
+    keys_loaded: Mutex<Instant>,
+    revoked: RwLock<Revoked>,
+    /// The FHIR base URL: the token issuer and the audience apps must name.
+    pub issuer: String,
+    /// Scheme, host and port: where `/auth/…` lives.
+    pub origin: String,
+    /// Whether cookies must be `Secure` (the server is reached over HTTPS).
+    pub secure_cookies: bool,
+}
+
+struct Revoked {
+    families: HashSet<String>,
+    loaded: Instant,
+}
+
+impl AuthServer {
+    pub async fn open(store: &DynStore, base_url: &str) -> Result<AuthServer, StoreError> {
+        let keys = keys::load(store).await?;
+        let families = store.revoked_families(chrono::Utc::now().timestamp()).await?.into_iter().collect();
+        let origin = match base_url.find("://").and_then(|at| base_url[at + 3..].find('/').map(|p| at + 3 + p)) {
+            Some(path_start) => base_url[..path_start].to_string(),
+            None => base_url.to_string(),
+        };
+        Ok(AuthServer {
+            keys: RwLock::new(keys),
+            keys_loaded: Mutex::new(Instant::now()),
+            revoked: RwLock::new(Revoked { families, loaded: Instant::now() }),
+            issuer: base_url.to_string(),
+            secure_cookies: base_url.starts_with("https://"),
+            origin,
+        })
+    }
+
+    /// The URL of an authorization server endpoint, e.g. `endpoint("token")`.
+    pub fn endpoint(&self, name: &str) -> String {
+        format!("{}/auth/{name}", self.origin)
+    }
+
+    /// Reloads the keys from the store: after a rotation, this node signs with the new key.
+    pub async fn reload_keys(&self, store: &DynStore) -> Result<(), StoreError> {
+        let ring = keys::load(store).await?;
+        *self.keys.write().expect("key ring lock") = ring;
+        Ok(())
+    }
+
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys.read().expect("key ring lock").clone()
+    }
+
+    pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, KeyError> {
+        self.key_ring().sign(claims)
+    }
+
+    /// Verifies an access token: signature by a current or recently retired key (reloading
+    /// the keys when another node rotated them), issuer, audience, expiry, and that its family
+    /// was not revoked.
+    pub async fn verify_access_token(&self, store: &DynStore, token: &str) -> Result<AccessClaims, String> {
+        let claims = match self.key_ring().verify::<AccessClaims>(token, &self.issuer, Some(&self.issuer)) {
+            Err(KeyError::UnknownKid(kid)) if self.may_reload_keys() => {
+                let ring = keys::load(store).await.map_err(|e| e.to_string())?;
+                *self.keys.write().expect("key ring lock") = ring.clone();
+                ring.verify::<AccessClaims>(token, &self.issuer, Some(&self.issuer))
+                    .map_err(|_| format!("the token was signed with key '{kid}', which this server does not have"))?
+            }
+            other => other.map_err(|e| e.to_string())?,
+        };
+        if self.is_revoked(store, &claims.family).await {
+            return Err("the token was revoked".into());
+        }
+        Ok(claims)
+    }
+
+    fn may_reload_keys(&self) -> bool {
+        let mut loaded = self.keys_loaded.lock().expect("key reload lock");
+        if loaded.elapsed() < KEY_RELOAD_INTERVAL {
+            return false;
+        }
+        *loaded = Instant::now();
+        true
+    }
+
+    pub async fn is_revoked(&self, store: &DynStore, family: &str) -> bool {
+        let stale = {
+            let revoked = self.revoked.read().expect("revocation lock");
+            if revoked.families.contains(family) {
+                return true;
+            }
+            revoked.loaded.elapsed() > REVOCATION_REFRESH
+        };
+        if stale {
+            match store.revoked_families(chrono::Utc::now().timestamp()).await {
+                Ok(families) => {
+                    let mut revoked = self.revoked.write().expect("revocation lock");
+                    revoked.families = families.into_iter().collect();
+                    revoked.loaded = Instant::now();
+                    return revoked.families.contains(family);
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot refresh the revoked token families"),
+            }
+        }
+        false
+    }
+
+    /// Revokes a family here and now, and for the other nodes through the store.
+    pub async fn revoke_family(&self, store: &DynStore, family: &str, expires_at: i64) -> Result<(), StoreError> {
+        store.revoke_family(family, chrono::Utc::now().timestamp(), expires_at).await?;
+        self.revoked.write().expect("revocation lock").families.insert(family.to_string());
+        Ok(())
+    }
+
+    /// Forgets the cached revocations, so the next check reads the store.
+    pub fn reload_revocations(&self) {
+        self.revoked.write().expect("revocation lock").loaded = Instant::now() - 2 * REVOCATION_REFRESH;
+    }
+}
+
+/// The authorization server's routes, mounted at the origin.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/auth/login", get(session::login_page).post(session::login))
+        .route("/auth/logout", post(session::logout))
+        .route("/auth/consent", post(authorize::consent))
+        .route("/auth/token", post(token::token))
+        .route("/auth/introspect", post(introspection::introspect))
+        .route("/auth/revoke", post(revocation::revoke))
+        .route("/auth/jwks", get(discovery::jwks))
+        .route("/auth/smart-style.json", get(discovery::smart_style))
+        .route("/auth/launcher", get(launcher::launcher_page).post(launcher::launch))
+        .route("/auth/apps", get(launcher::connected_apps).post(launcher::revoke_app))
+}

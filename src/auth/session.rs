@@ -1,0 +1,193 @@
+//! Browser sign-in for the authorization pages: password sign-in, session cookies (HttpOnly,
+//! SameSite=Lax, Secure over HTTPS, 24 h at most with an idle time-out), CSRF tokens on every
+//! form, and sign-out. Only paths under `/auth/` are followed after sign-in: no open redirects.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use std::collections::HashMap;
+
+use super::pages::{self, ErrorPage, InfoPage, SignInPage};
+use super::secrets::{constant_time_eq, digest, random_token, verify_password};
+use super::store::{SessionRecord, UserRecord};
+use crate::app::AppState;
+
+const SESSION_COOKIE: &str = "kiln_session";
+const LOGIN_CSRF_COOKIE: &str = "kiln_login_csrf";
+
+/// A signed-in browser.
+pub struct Session {
+    /// The digest the session is stored under.
+    pub id: String,
+    pub csrf: String,
+    pub user: UserRecord,
+    pub started: i64,
+}
+
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_string())
+}
+
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.auth.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{name}={value}; Path=/auth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"))
+        .expect("cookie values are base64url")
+}
+
+/// The session the request's cookie names, if it is still valid (not expired, not idle too long,
+/// its user not disabled); its idle clock restarts.
+pub async fn current(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    let id = digest(&token);
+    let record = state.store.session(&id).await.ok()??;
+    let now = chrono::Utc::now().timestamp();
+    let settings = &state.settings;
+    if now - record.created_at > settings.session_lifetime_secs || now - record.last_seen > settings.session_idle_secs {
+        let _ = state.store.delete_session(&id).await;
+        return None;
+    }
+    let user = state.store.user(&record.user_id).await.ok()??;
+    if user.disabled {
+        return None;
+    }
+    let _ = state.store.touch_session(&id, now).await;
+    Some(Session { id, csrf: record.csrf, user, started: record.created_at })
+}
+
+/// Where to go after sign-in: only this server's own `/auth/` pages.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with("/auth/") && !path.contains("//") && !path.contains('\\') => path.to_string(),
+        _ => "/auth/launcher".to_string(),
+    }
+}
+
+/// The sign-in page, with a fresh login CSRF token in a cookie and the form.
+pub fn sign_in_page(
+    state: &AppState,
+    next: &str,
+    app_name: Option<String>,
+    username: &str,
+    error: Option<String>,
+) -> Response {
+    let csrf = random_token(24);
+    let title = match &app_name {
+        Some(app) => format!("Sign in to continue to {app}"),
+        None => "Sign in".to_string(),
+    };
+    let page = SignInPage {
+        title,
+        app_name,
+        action: "/auth/login".into(),
+        hidden: vec![("next".into(), next.to_string())],
+        csrf: csrf.clone(),
+        username: username.to_string(),
+        error,
+        identity_provider: None,
+    };
+    let status = if username.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+    let mut response = (status, Html(pages::render_sign_in(&page))).into_response();
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(state, LOGIN_CSRF_COOKIE, &csrf, 3600));
+    page_headers(response.headers_mut());
+    response
+}
+
+/// Pages with secrets in forms are never cached and never framed (clickjacking).
+pub fn page_headers(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let page = ErrorPage { title: title.into(), message: message.into() };
+    let mut response = (status, Html(pages::render_error(&page))).into_response();
+    page_headers(response.headers_mut());
+    response
+}
+
+pub async fn login_page(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    sign_in_page(&state, &safe_next(query.get("next").map(String::as_str)), None, "", None)
+}
+
+/// `POST /auth/login`: checks the login CSRF token and the password, then starts a session.
+pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let next = safe_next(form.get("next").map(String::as_str));
+    let username = form.get("username").map(String::as_str).unwrap_or("").trim();
+    let csrf_ok = matches!((cookie(&headers, LOGIN_CSRF_COOKIE), form.get("csrf")),
+        (Some(expected), Some(sent)) if constant_time_eq(&expected, sent));
+    if !csrf_ok {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Sign-in refused",
+            "The sign-in form expired or did not come from this site. Go back and try again.",
+        );
+    }
+    let password = form.get("password").map(String::as_str).unwrap_or("");
+    let user = match state.store.user_by_name(username).await {
+        Ok(user) => user,
+        Err(err) => {
+            tracing::error!(error = %err, "reading a user failed");
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Please try again.");
+        }
+    };
+    // The same answer for an unknown user and a wrong password: no account enumeration.
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password_owned = password.to_string();
+    let verified = tokio::task::spawn_blocking(move || hash.is_some_and(|h| verify_password(&password_owned, &h)))
+        .await
+        .unwrap_or(false);
+    let user = match user {
+        Some(user) if verified && !user.disabled => user,
+        _ => {
+            tracing::info!(username, "sign-in refused");
+            return sign_in_page(&state, &next, None, username, Some("The user name or password is wrong.".into()));
+        }
+    };
+    let token = random_token(32);
+    let now = chrono::Utc::now().timestamp();
+    let record =
+        SessionRecord { user_id: user.user_id.clone(), csrf: random_token(24), created_at: now, last_seen: now };
+    if let Err(err) = state.store.insert_session(&digest(&token), &record).await {
+        tracing::error!(error = %err, "starting a session failed");
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Please try again.");
+    }
+    let mut response = Redirect::to(&next).into_response();
+    let lifetime = state.settings.session_lifetime_secs;
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &token, lifetime));
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, LOGIN_CSRF_COOKIE, "", 0));
+    response
+}
+
+/// Checks a state-changing form's CSRF token against the session's.
+pub fn csrf_matches(session: &Session, form: &HashMap<String, String>) -> bool {
+    form.get("csrf").is_some_and(|sent| constant_time_eq(sent, &session.csrf))
+}
+
+/// `POST /auth/logout`: ends the session; `online_access` grants end with it.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    if let Some(session) = current(&state, &headers).await {
+        if !csrf_matches(&session, &form) {
+            return error_page(StatusCode::FORBIDDEN, "Sign-out refused", "The form did not come from this site.");
+        }
+        let _ = state.store.delete_session(&session.id).await;
+    }
+    let page = InfoPage { title: "Signed out".into(), message: "You are signed out.".into() };
+    let mut response = Html(pages::render_info(&page)).into_response();
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", 0));
+    page_headers(response.headers_mut());
+    response
+}

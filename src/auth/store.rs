@@ -1,0 +1,144 @@
+//! What the authorization server keeps: signing keys, registered apps, user accounts, browser
+//! sessions, one-time secrets (codes, refresh tokens, launch ids), revoked token families, used
+//! client-assertion ids and the grants users gave apps. One trait, implemented once for both SQL
+//! backends in `store::auth`.
+
+use async_trait::async_trait;
+
+use crate::store::StoreResult;
+
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_pem: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub tenant: String,
+    pub name: String,
+    /// `public`, `confidential-symmetric` or `confidential-asymmetric`.
+    pub kind: String,
+    pub secret_hash: Option<String>,
+    /// A JWK Set (JSON text) for `private_key_jwt`, or a URL to fetch it from.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub redirect_uris: Vec<String>,
+    /// The most this app may be granted (space-separated scopes).
+    pub scopes: String,
+    pub launch_url: Option<String>,
+    /// `active`, or `pending` until an administrator approves a dynamic registration.
+    pub status: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub tenant: String,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    /// `Practitioner/…`, `Patient/…` or `RelatedPerson/…`.
+    pub fhir_user: Option<String>,
+    pub display_name: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub user_id: String,
+    pub csrf: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+/// A one-time secret's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    AuthorizationCode,
+    RefreshToken,
+    Launch,
+}
+
+impl SecretKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::AuthorizationCode => "code",
+            SecretKind::RefreshToken => "refresh",
+            SecretKind::Launch => "launch",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretRecord {
+    pub family: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub grant_json: String,
+    pub expires_at: i64,
+}
+
+/// What redeeming a one-time secret found.
+#[derive(Debug)]
+pub enum Redeemed {
+    /// First use: it is now marked used.
+    Fresh(SecretRecord),
+    /// Used before: the family it belongs to should be revoked.
+    Reused {
+        family: String,
+    },
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct GrantRecord {
+    pub client_id: String,
+    pub scopes: String,
+    pub granted_at: i64,
+}
+
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Adds `key` as the active key and retires the others (they still verify).
+    async fn rotate_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    async fn clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    async fn set_client_status(&self, client_id: &str, status: &str) -> StoreResult<bool>;
+
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn user(&self, user_id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+
+    async fn insert_session(&self, session_hash: &str, session: &SessionRecord) -> StoreResult<()>;
+    async fn session(&self, session_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, session_hash: &str, now: i64) -> StoreResult<()>;
+    async fn delete_session(&self, session_hash: &str) -> StoreResult<()>;
+
+    async fn insert_secret(&self, secret_hash: &str, kind: SecretKind, secret: &SecretRecord) -> StoreResult<()>;
+    /// Marks the secret used, atomically: of two concurrent redemptions exactly one is `Fresh`.
+    async fn redeem_secret(&self, secret_hash: &str, kind: SecretKind, now: i64) -> StoreResult<Redeemed>;
+
+    async fn revoke_family(&self, family: &str, now: i64, expires_at: i64) -> StoreResult<()>;
+    /// Revokes every family a user's authorisations of `client_id` started.
+    async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: i64) -> StoreResult<()>;
+    /// Families revoked and not yet expired.
+    async fn revoked_families(&self, now: i64) -> StoreResult<Vec<String>>;
+
+    /// Records a client assertion id; false when it was already used.
+    async fn use_assertion_id(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> StoreResult<bool>;
+
+    async fn upsert_grant(&self, user_id: &str, client_id: &str, scopes: &str, now: i64) -> StoreResult<()>;
+    async fn grants(&self, user_id: &str) -> StoreResult<Vec<GrantRecord>>;
+    async fn delete_grant(&self, user_id: &str, client_id: &str) -> StoreResult<()>;
+}

@@ -1,0 +1,647 @@
+//! SMART on FHIR authorization: discovery, the authorization code flow with PKCE through the
+//! sign-in and consent pages, refresh rotation, backend services with a signed assertion, and
+//! the refusals (missing, forged and revoked tokens, wrong aud, reused codes, bad verifiers,
+//! replayed assertions, scope escalation, patient compartment and tenant boundaries).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::redirect::Policy;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::collections::HashMap;
+
+use crate::helpers::{TestApp, authorized_client, register_app};
+use kiln::auth::accounts::{ClientKind, NewUser, create_user};
+
+const REDIRECT: &str = "http://app.example/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The `name`/`value` pairs of a page's hidden inputs and ticked checkboxes.
+fn form_fields(html: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for input in html.split("<input").skip(1) {
+        let tag = &input[..input.find('>').unwrap_or(input.len())];
+        let attribute = |name: &str| {
+            let marker = format!("{name}=\"");
+            tag.find(&marker).map(|at| {
+                let rest = &tag[at + marker.len()..];
+                unescape(&rest[..rest.find('"').unwrap_or(rest.len())])
+            })
+        };
+        let kind = attribute("type").unwrap_or_default();
+        if (kind == "hidden" || kind == "checkbox")
+            && let (Some(name), Some(value)) = (attribute("name"), attribute("value"))
+        {
+            fields.push((name, value));
+        }
+    }
+    fields
+}
+
+/// A browser: keeps cookies, follows no redirects (the test follows them).
+struct Browser {
+    client: Client,
+    cookies: HashMap<String, String>,
+    root: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        let client = Client::builder().redirect(Policy::none()).build().unwrap();
+        Browser { client, cookies: HashMap::new(), root: app.root.clone() }
+    }
+
+    fn absorb(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.insert(name.to_string(), value.to_string());
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.root) }
+    }
+
+    async fn get(&mut self, path: &str) -> reqwest::Response {
+        let response = self.client.get(self.url(path)).header("cookie", self.cookie_header()).send().await.unwrap();
+        self.absorb(&response);
+        response
+    }
+
+    async fn post(&mut self, path: &str, form: &[(String, String)]) -> reqwest::Response {
+        let response =
+            self.client.post(self.url(path)).header("cookie", self.cookie_header()).form(form).send().await.unwrap();
+        self.absorb(&response);
+        response
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers().get("location").expect("a redirect").to_str().unwrap().to_string()
+}
+
+fn query_of(url: &str) -> HashMap<String, String> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+fn authorize_url(_app: &TestApp, client_id: &str, scope: &str, aud: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("scope", scope)
+        .append_pair("state", "st-123")
+        .append_pair("aud", aud)
+        .append_pair("code_challenge", &challenge(VERIFIER))
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    format!("/auth/authorize?{query}")
+}
+
+/// Signs in through the sign-in page and allows everything on the consent page; answers the
+/// redirect back to the app.
+async fn sign_in_and_allow(browser: &mut Browser, authorize: &str, username: &str) -> String {
+    let page = browser.get(authorize).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"password\""), "a sign-in page: {html}");
+    let mut form = form_fields(&html);
+    form.push(("username".into(), username.into()));
+    form.push(("password".into(), "correct horse battery".into()));
+    let signed_in = browser.post("/auth/login", &form).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER, "sign-in redirects back");
+    let consent = browser.get(&location(&signed_in)).await;
+    let html = consent.text().await.unwrap();
+    assert!(html.contains("value=\"allow\""), "a consent page: {html}");
+    let mut form = form_fields(&html);
+    form.push(("decision".into(), "allow".into()));
+    let decided = browser.post("/auth/consent", &form).await;
+    assert_eq!(decided.status(), StatusCode::SEE_OTHER);
+    location(&decided)
+}
+
+async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+    Client::new().post(format!("{}/auth/token", app.root)).form(form).send().await.unwrap()
+}
+
+async fn patient_user(app: &TestApp, username: &str, patient: &str) {
+    create_user(
+        &app.state.store,
+        NewUser {
+            tenant: "test-clinic".into(),
+            username: username.into(),
+            password: "correct horse battery".into(),
+            role: "patient".into(),
+            fhir_user: Some(format!("Patient/{patient}")),
+            display_name: Some("Pat Example".into()),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Two patients, each with an Observation; answers their ids.
+async fn two_patients(app: &TestApp) -> (String, String, String, String) {
+    let a = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha"}]})).await;
+    let b = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Beta"}]})).await;
+    let observation = |p: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+               "subject": {"reference": format!("Patient/{p}")}})
+    };
+    let oa = app.create(&observation(&a)).await;
+    let ob = app.create(&observation(&b)).await;
+    (a, b, oa, ob)
+}
+
+async fn missing_and_bad_tokens_are_refused(app: TestApp) {
+    let anonymous = app.anonymous.get(app.url("Patient")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.headers()["www-authenticate"], r#"Bearer realm="kiln""#);
+    let outcome: Value = anonymous.json().await.unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    // Discovery and the CapabilityStatement need no token.
+    for path in ["metadata", ".well-known/smart-configuration"] {
+        assert_eq!(app.anonymous.get(app.url(path)).send().await.unwrap().status(), StatusCode::OK, "{path}");
+    }
+    // A tampered payload, a garbage token, a token signed by a key of our own making.
+    let parts: Vec<&str> = app.token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["tenant"] = json!("other-clinic");
+    let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
+    let forger = kiln::auth::signing::SigningKey::generate_rs256(claims_kid(&app.token).as_str()).unwrap();
+    let forged = kiln::auth::signing::KeyRing::new(forger, vec![]).unwrap().sign(&claims).unwrap();
+    for token in [tampered.as_str(), "not.a.token", forged.as_str()] {
+        let response = authorized_client(token).get(app.url("Patient")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token}");
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_string();
+        assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+    }
+    // The server keeps serving the real token.
+    assert_eq!(app.get("Patient").await.status(), StatusCode::OK);
+}
+
+fn claims_kid(token: &str) -> String {
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_string()
+}
+
+async fn discovery_names_the_endpoints_and_keys(app: TestApp) {
+    let config: Value =
+        app.anonymous.get(app.url(".well-known/smart-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(config["issuer"], app.base);
+    assert_eq!(config["token_endpoint"], format!("{}/auth/token", app.root));
+    assert_eq!(config["code_challenge_methods_supported"], json!(["S256"]));
+    for capability in ["launch-ehr", "launch-standalone", "client-confidential-asymmetric", "permission-v2"] {
+        assert!(config["capabilities"].as_array().unwrap().contains(&json!(capability)), "{capability}");
+    }
+    let jwks: Value =
+        app.anonymous.get(config["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    let kid = claims_kid(&app.token);
+    assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid.as_str() && k.get("d").is_none()));
+    let openid: Value =
+        app.anonymous.get(app.url(".well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(openid["issuer"], app.base);
+}
+
+async fn a_patient_app_sees_only_its_patient(app: TestApp) {
+    let (a, b, oa, ob) = two_patients(&app).await;
+    patient_user(&app, "pat", &a).await;
+    let scope = "launch/patient openid fhirUser offline_access patient/*.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let mut browser = Browser::new(&app);
+    let back = sign_in_and_allow(&mut browser, &authorize_url(&app, &client_id, scope, &app.base), "pat").await;
+    assert!(back.starts_with(REDIRECT));
+    let params = query_of(&back);
+    assert_eq!(params["state"], "st-123");
+    let code = params["code"].clone();
+
+    // A wrong verifier fails, and so does the code afterwards: it is single-use.
+    let response = token_request(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", "x".repeat(43).as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+
+    // A fresh code, exchanged properly.
+    let back = sign_in_again(&mut browser, &authorize_url(&app, &client_id, scope, &app.base)).await;
+    let code = query_of(&back)["code"].clone();
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", client_id.as_str()),
+        ("code_verifier", VERIFIER),
+    ];
+    let response = token_request(&app, &exchange).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let token: Value = response.json().await.unwrap();
+    assert_eq!(token["patient"], a.as_str());
+    assert_eq!(token["token_type"], "Bearer");
+    assert!(token["id_token"].is_string() && token["refresh_token"].is_string(), "{token}");
+    let id_claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD.decode(token["id_token"].as_str().unwrap().split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(id_claims["fhirUser"], format!("{}/Patient/{a}", app.base));
+    assert_eq!(id_claims["aud"], client_id.as_str());
+
+    let patient_app = authorized_client(token["access_token"].as_str().unwrap());
+    let get = |path: String| {
+        let client = patient_app.clone();
+        let url = app.url(&path);
+        async move { client.get(url).send().await.unwrap() }
+    };
+    assert_eq!(get(format!("Patient/{a}")).await.status(), StatusCode::OK);
+    assert_eq!(get(format!("Patient/{b}")).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(format!("Observation/{ob}")).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(format!("Observation/{ob}/_history")).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(format!("Patient/{b}/$everything")).await.status(), StatusCode::FORBIDDEN);
+    let ids = |bundle: Value| -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .map(|e| e.iter().map(|e| e["resource"]["id"].as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let searched = ids(get("Observation".into()).await.json().await.unwrap());
+    assert_eq!(searched, vec![oa.clone()]);
+    let included = ids(get("Observation?_include=Observation:subject".into()).await.json().await.unwrap());
+    assert!(included.contains(&a) && !included.contains(&b), "{included:?}");
+    let revincluded =
+        ids(get(format!("Patient?_id={a},{b}&_revinclude=Observation:subject")).await.json().await.unwrap());
+    assert!(revincluded.contains(&oa) && !revincluded.contains(&ob) && !revincluded.contains(&b), "{revincluded:?}");
+    let has = ids(get("Patient?_has:Observation:subject:status=final".into()).await.json().await.unwrap());
+    assert_eq!(has, vec![a.clone()]);
+    let chained = ids(get("Observation?subject:Patient.family=Beta".into()).await.json().await.unwrap());
+    assert!(chained.is_empty(), "{chained:?}");
+    let everything = ids(get(format!("Patient/{a}/$everything")).await.json().await.unwrap());
+    assert!(everything.contains(&oa) && !everything.contains(&ob));
+    // Writes: its own record only, and nothing outside its scopes (rs = read and search).
+    let write = patient_app
+        .post(app.url("Observation"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{a}")}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+
+    // The code cannot be used twice; the second use revokes what the first issued.
+    let again = token_request(&app, &exchange).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get(format!("Patient/{a}")).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// With a live session, authorize goes straight to the consent page.
+async fn sign_in_again(browser: &mut Browser, authorize: &str) -> String {
+    let consent = browser.get(authorize).await;
+    let html = consent.text().await.unwrap();
+    let mut form = form_fields(&html);
+    form.push(("decision".into(), "allow".into()));
+    let decided = browser.post("/auth/consent", &form).await;
+    assert_eq!(decided.status(), StatusCode::SEE_OTHER);
+    location(&decided)
+}
+
+async fn authorize_refuses_bad_requests(app: TestApp) {
+    let (a, ..) = two_patients(&app).await;
+    patient_user(&app, "pat", &a).await;
+    let scope = "launch/patient patient/*.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let plain = Client::builder().redirect(Policy::none()).build().unwrap();
+    // An unregistered redirect URI is never redirected to.
+    let url = authorize_url(&app, &client_id, scope, &app.base).replace("callback", "evil");
+    let response = plain.get(format!("{}{url}", app.root)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get("location").is_none());
+    // A wrong aud goes back to the app as an error.
+    let url = authorize_url(&app, &client_id, scope, "http://other.example/fhir");
+    let response = plain.get(format!("{}{url}", app.root)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let back = query_of(&location(&response));
+    assert_eq!(back["error"], "invalid_request");
+    assert_eq!(back["state"], "st-123");
+    // PKCE is required.
+    let url = authorize_url(&app, &client_id, scope, &app.base)
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let response = plain.get(format!("{}{url}", app.root)).send().await.unwrap();
+    assert_eq!(query_of(&location(&response))["error"], "invalid_request");
+    // A consent form without the session's CSRF token is refused.
+    let mut browser = Browser::new(&app);
+    let page = browser.get(&authorize_url(&app, &client_id, scope, &app.base)).await.text().await.unwrap();
+    let mut form = form_fields(&page);
+    form.push(("username".into(), "pat".into()));
+    form.push(("password".into(), "correct horse battery".into()));
+    let signed_in = browser.post("/auth/login", &form).await;
+    let consent = browser.get(&location(&signed_in)).await.text().await.unwrap();
+    let mut forged: Vec<(String, String)> = form_fields(&consent).into_iter().filter(|(n, _)| n != "csrf").collect();
+    forged.push(("csrf".into(), "guessed".into()));
+    forged.push(("decision".into(), "allow".into()));
+    assert_eq!(browser.post("/auth/consent", &forged).await.status(), StatusCode::FORBIDDEN);
+    // A wrong password is answered on the sign-in page, without saying which part was wrong.
+    let mut stranger = Browser::new(&app);
+    let page = stranger.get(&authorize_url(&app, &client_id, scope, &app.base)).await.text().await.unwrap();
+    let mut form = form_fields(&page);
+    form.push(("username".into(), "pat".into()));
+    form.push(("password".into(), "wrong password!".into()));
+    let refused = stranger.post("/auth/login", &form).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.text().await.unwrap().contains("user name or password is wrong"));
+}
+
+async fn refresh_tokens_rotate_and_reuse_revokes(app: TestApp) {
+    let (a, ..) = two_patients(&app).await;
+    patient_user(&app, "pat", &a).await;
+    let scope = "launch/patient offline_access patient/Patient.rs patient/Observation.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let mut browser = Browser::new(&app);
+    let back = sign_in_and_allow(&mut browser, &authorize_url(&app, &client_id, scope, &app.base), "pat").await;
+    let code = query_of(&back)["code"].clone();
+    let token: Value = token_request(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let first = token["refresh_token"].as_str().unwrap().to_string();
+    // Escalation is refused.
+    let escalate = token_request(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first),
+            ("client_id", &client_id),
+            ("scope", "patient/Observation.cruds"),
+        ],
+    )
+    .await;
+    assert_eq!(escalate.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(escalate.json::<Value>().await.unwrap()["error"], "invalid_scope");
+    // The refusal used the token up (it was redeemed); the rotation chain starts from a new grant.
+    let back = sign_in_again(&mut browser, &authorize_url(&app, &client_id, scope, &app.base)).await;
+    let code = query_of(&back)["code"].clone();
+    let token: Value = token_request(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let first = token["refresh_token"].as_str().unwrap().to_string();
+    let rotated: Value = token_request(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first),
+            ("client_id", &client_id),
+            ("scope", "offline_access patient/Patient.rs"),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let second = rotated["refresh_token"].as_str().expect("a new refresh token").to_string();
+    assert_ne!(first, second);
+    assert_eq!(rotated["scope"], "offline_access patient/Patient.rs", "a refresh may narrow");
+    let narrowed = authorized_client(rotated["access_token"].as_str().unwrap());
+    assert_eq!(narrowed.get(app.url(&format!("Patient/{a}"))).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(narrowed.get(app.url("Observation")).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    // Presenting the rotated-out token again revokes the family: the newest token dies too.
+    let reuse =
+        token_request(&app, &[("grant_type", "refresh_token"), ("refresh_token", &first), ("client_id", &client_id)])
+            .await;
+    assert_eq!(reuse.status(), StatusCode::BAD_REQUEST);
+    let after =
+        token_request(&app, &[("grant_type", "refresh_token"), ("refresh_token", &second), ("client_id", &client_id)])
+            .await;
+    assert_eq!(after.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(narrowed.get(app.url(&format!("Patient/{a}"))).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+fn es384_key() -> (p384::ecdsa::SigningKey, Value) {
+    let key = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let point = key.verifying_key().to_encoded_point(false);
+    let jwk = json!({"kty": "EC", "crv": "P-384", "kid": "backend-1", "alg": "ES384", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()), "y": URL_SAFE_NO_PAD.encode(point.y().unwrap())});
+    (key, json!({"keys": [jwk]}))
+}
+
+fn assertion(key: &p384::ecdsa::SigningKey, client_id: &str, aud: &str, jti: &str, exp_in: i64) -> String {
+    use p384::pkcs8::EncodePrivateKey;
+    let der = key.to_pkcs8_der().unwrap();
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some("backend-1".into());
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": aud, "jti": jti, "exp": now + exp_in});
+    jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+}
+
+async fn backend_services_sign_their_own_assertion(app: TestApp) {
+    let (key, jwks) = es384_key();
+    let registered = kiln::auth::accounts::register_client(
+        &app.state.store,
+        kiln::auth::accounts::NewClient {
+            tenant: "test-clinic".into(),
+            name: "Backend".into(),
+            kind: ClientKind::ConfidentialAsymmetric,
+            redirect_uris: vec![],
+            scopes: "system/Patient.rs".into(),
+            launch_url: None,
+            jwks: Some(jwks.to_string()),
+            jwks_uri: None,
+            status: "active".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let client_id = registered.client.client_id;
+    let token_url = format!("{}/auth/token", app.root);
+    let ask = |assertion: String, scope: &'static str| {
+        let token_url = token_url.clone();
+        async move {
+            Client::new()
+                .post(token_url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("scope", scope),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let good = assertion(&key, &client_id, &token_url, "jti-1", 120);
+    let response = ask(good.clone(), "system/Patient.rs system/Observation.rs").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let token: Value = response.json().await.unwrap();
+    assert_eq!(token["scope"], "system/Patient.rs", "only what the registration allows");
+    let backend = authorized_client(token["access_token"].as_str().unwrap());
+    assert_eq!(backend.get(app.url("Patient")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(backend.get(app.url("Observation")).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    // Replayed, wrong audience, too long-lived, expired, signed by another key.
+    let (stranger, _) = es384_key();
+    for (bad, why) in [
+        (good, "replayed jti"),
+        (assertion(&key, &client_id, "http://elsewhere/token", "jti-2", 120), "wrong aud"),
+        (assertion(&key, &client_id, &token_url, "jti-3", 3600), "exp too far ahead"),
+        (assertion(&key, &client_id, &token_url, "jti-4", -60), "expired"),
+        (assertion(&stranger, &client_id, &token_url, "jti-5", 120), "forged"),
+    ] {
+        let response = ask(bad, "system/Patient.rs").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{why}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"], "invalid_client", "{why}");
+    }
+    // Introspection by a confidential client, and revocation.
+    let access = token["access_token"].as_str().unwrap().to_string();
+    let introspect = |assertion: String, token: String| {
+        let url = format!("{}/auth/introspect", app.root);
+        async move {
+            Client::new()
+                .post(url)
+                .form(&[
+                    ("token", token.as_str()),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let active = introspect(assertion(&key, &client_id, &token_url, "jti-6", 120), access.clone()).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["scope"], "system/Patient.rs");
+    let revoked = Client::new()
+        .post(format!("{}/auth/revoke", app.root))
+        .form(&[
+            ("token", access.as_str()),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion(&key, &client_id, &token_url, "jti-7", 120).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert_eq!(backend.get(app.url("Patient")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let inactive = introspect(assertion(&key, &client_id, &token_url, "jti-8", 120), access).await;
+    assert_eq!(inactive, json!({"active": false}));
+}
+
+async fn tenants_do_not_see_each_other(app: TestApp) {
+    let id = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Local"}]})).await;
+    let registered = kiln::auth::accounts::register_client(
+        &app.state.store,
+        kiln::auth::accounts::NewClient {
+            tenant: "other-clinic".into(),
+            name: "Other clinic's integration".into(),
+            kind: ClientKind::ConfidentialSymmetric,
+            redirect_uris: vec![REDIRECT.into()],
+            scopes: "system/*.cruds".into(),
+            launch_url: None,
+            jwks: None,
+            jwks_uri: None,
+            status: "active".into(),
+        },
+    )
+    .await
+    .unwrap();
+    app.state.store.ensure_tenant(&kiln::access::TenantId::parse("other-clinic").unwrap(), "Other").await.unwrap();
+    let response = Client::new()
+        .post(format!("{}/auth/token", app.root))
+        .basic_auth(&registered.client.client_id, registered.secret.as_deref())
+        .form(&[("grant_type", "client_credentials"), ("scope", "system/*.cruds")])
+        .send()
+        .await
+        .unwrap();
+    let token: Value = response.json().await.unwrap();
+    let other = authorized_client(token["access_token"].as_str().unwrap());
+    assert_eq!(other.get(app.url(&format!("Patient/{id}"))).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let bundle: Value = other.get(app.url("Patient")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(bundle["total"], 0);
+}
+
+async fn a_rotated_key_keeps_verifying_on_every_node(app: TestApp) {
+    let before = app.token.clone();
+    let second = app.another_process_on_same_database().await;
+    kiln::auth::keys::rotate(&app.state.store).await.unwrap();
+    app.state.auth.reload_keys(&app.state.store).await.unwrap();
+    // A token signed with the new key by this node is accepted by the other process, and the
+    // token signed before the rotation still works on both.
+    let fresh = crate::helpers::system_token(&app.state, &app.root).await;
+    assert_ne!(claims_kid(&fresh), claims_kid(&before));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for token in [&before, &fresh] {
+        let client = authorized_client(token);
+        assert_eq!(client.get(app.url("Patient")).send().await.unwrap().status(), StatusCode::OK);
+        assert_eq!(client.get(second.url("Patient")).send().await.unwrap().status(), StatusCode::OK);
+    }
+}
+
+crate::on_both_backends!(
+    missing_and_bad_tokens_are_refused,
+    discovery_names_the_endpoints_and_keys,
+    a_patient_app_sees_only_its_patient,
+    authorize_refuses_bad_requests,
+    refresh_tokens_rotate_and_reuse_revokes,
+    backend_services_sign_their_own_assertion,
+    tenants_do_not_see_each_other,
+    a_rotated_key_keeps_verifying_on_every_node,
+);
