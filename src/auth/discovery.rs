@@ -52,9 +52,17 @@ pub const CAPABILITIES: [&str; 20] = [
     "permission-system",
 ];
 
+/// The registration endpoint, unless dynamic registration is closed.
+fn registration_endpoint(state: &AppState) -> Value {
+    match state.settings.registration {
+        crate::config::Registration::Closed => Value::Null,
+        _ => json!(state.auth.endpoint("register")),
+    }
+}
+
 pub fn smart_configuration_json(state: &AppState) -> Value {
     let auth = &state.auth;
-    json!({
+    let mut configuration = json!({
         "issuer": auth.issuer,
         "jwks_uri": auth.endpoint("jwks"),
         "authorization_endpoint": auth.endpoint("authorize"),
@@ -63,13 +71,18 @@ pub fn smart_configuration_json(state: &AppState) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "introspection_endpoint": auth.endpoint("introspect"),
+        "registration_endpoint": registration_endpoint(state),
         "revocation_endpoint": auth.endpoint("revoke"),
         "management_endpoint": auth.endpoint("apps"),
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": CAPABILITIES,
-    })
+    });
+    if let Some(fields) = configuration.as_object_mut() {
+        fields.retain(|_, v| !v.is_null());
+    }
+    configuration
 }
 
 fn json_response(value: Value) -> Response {
@@ -87,11 +100,12 @@ pub async fn smart_configuration(State(state): State<AppState>) -> Response {
 /// `GET [issuer]/.well-known/openid-configuration`.
 pub async fn openid_configuration(State(state): State<AppState>) -> Response {
     let auth = &state.auth;
-    json_response(json!({
+    let mut configuration = json!({
         "issuer": auth.issuer,
         "authorization_endpoint": auth.endpoint("authorize"),
         "token_endpoint": auth.endpoint("token"),
         "jwks_uri": auth.endpoint("jwks"),
+        "registration_endpoint": registration_endpoint(&state),
         "introspection_endpoint": auth.endpoint("introspect"),
         "revocation_endpoint": auth.endpoint("revoke"),
         "scopes_supported": SCOPES_SUPPORTED,
@@ -102,7 +116,11 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser", "name"],
-    }))
+    });
+    if let Some(fields) = configuration.as_object_mut() {
+        fields.retain(|_, v| !v.is_null());
+    }
+    json_response(configuration)
 }
 
 /// `GET /auth/smart-style.json`: the look apps may adopt to blend in (SMART "context-style").

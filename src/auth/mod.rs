@@ -13,6 +13,7 @@ pub mod keys;
 pub mod launcher;
 pub mod pages;
 pub mod pkce;
+pub mod registration;
 pub mod revocation;
 pub mod scopes;
 pub mod secrets;
@@ -166,6 +167,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/logout", post(session::logout))
         .route("/auth/consent", post(authorize::consent))
         .route("/auth/token", post(token::token))
+        .route("/auth/register", post(registration::register))
         .route("/auth/introspect", post(introspection::introspect))
         .route("/auth/revoke", post(revocation::revoke))
         .route("/auth/jwks", get(discovery::jwks))

@@ -15,6 +15,7 @@ mod lifecycle;
 mod negotiation;
 mod operations;
 mod patch;
+mod registration;
 mod rules;
 mod search;
 mod smart;
