@@ -22,6 +22,7 @@ BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 [ -x "$KILN" ] || { echo "ingest.sh: $KILN is missing: cargo build --release --bins" >&2; exit 2; }
 
 . "$REPO/scripts/throwaway-postgres.sh"
+. "$REPO/scripts/system-token.sh"
 TMP="$(mktemp -d -t kiln-ingest.XXXXXX)"
 chmod 755 "$TMP"
 SERVER=""
@@ -64,21 +65,22 @@ seconds_of() { # command...: wall-clock seconds
     python3 -c "print($end - $start)"
 }
 
-post_bundles() { # base url
+post_bundles() { # base url, access token
     ls "$TMP"/demo/bundles/*.json | head -n 1 | xargs -I{} curl -sf -o /dev/null -X POST \
-        -H 'content-type: application/fhir+json' --data-binary @{} "$1"
+        -H "authorization: Bearer $2" -H 'content-type: application/fhir+json' --data-binary @{} "$1"
     ls "$TMP"/demo/bundles/*.json | tail -n +2 | xargs -P 2 -I{} curl -sf -o /dev/null -X POST \
-        -H 'content-type: application/fhir+json' --data-binary @{} "$1"
+        -H "authorization: Bearer $2" -H 'content-type: application/fhir+json' --data-binary @{} "$1"
 }
 
 transactions() { # database url → seconds
-    local port url
+    local port url token
     port="$(free_port)"
-    KILN_DATABASE_URL="$1" KILN_LISTEN="127.0.0.1:$port" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=true KILN_LOG=warn "$KILN" serve >"$TMP/serve.log" 2>&1 &
+    KILN_DATABASE_URL="$1" KILN_LISTEN="127.0.0.1:$port" KILN_LOG=warn "$KILN" serve >"$TMP/serve.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
     url="http://127.0.0.1:$port/fhir"
-    seconds_of post_bundles "$url"
+    token="$(system_token "$KILN" "$1" "http://127.0.0.1:$port")"
+    seconds_of post_bundles "$url" "$token"
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
 }
 

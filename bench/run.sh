@@ -10,6 +10,8 @@
 #        BENCH_BASELINE_SECONDS=5 BENCH_BULK_PATIENTS=10000 BENCH_BACKENDS="sqlite postgres"
 #        BENCH_SCENARIOS=read,vread,history,type-history,search,everything,create,ingest,mixed
 #        BENCH_RESULTS=$REPO/bench/results  REPO (the Kiln checkout)  KILN_BIN=$REPO/target/release/kiln
+#        BENCH_AUTH=on (default: every request carries a system/ access token the server verifies, as
+#        in a deployment) or off (no token; the server runs with open_access_for_development)
 # needs: curl, python3 (free ports); PostgreSQL binaries for the postgres backend (else it is skipped).
 set -euo pipefail
 
@@ -28,6 +30,8 @@ BULK_PATIENTS="${BENCH_BULK_PATIENTS:-10000}"
 BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"
 SCENARIOS="${BENCH_SCENARIOS:-read,vread,history,type-history,search,everything,create,ingest,mixed}"
 RESULTS="${BENCH_RESULTS:-$REPO/bench/results}"
+AUTH="${BENCH_AUTH:-on}"
+case "$AUTH" in on) OPEN=false ;; off) OPEN=true ;; *) echo "run.sh: BENCH_AUTH is on or off" >&2; exit 2 ;; esac
 
 for bin in "$DRIVER" "$KILN"; do
     [ -x "$bin" ] || { echo "run.sh: $bin is missing: cargo build --release --bins" >&2; exit 2; }
@@ -36,6 +40,7 @@ command -v curl >/dev/null || { echo "run.sh: curl is missing" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "run.sh: python3 is missing" >&2; exit 2; }
 
 . "$REPO/scripts/throwaway-postgres.sh"
+. "$REPO/scripts/system-token.sh"
 TMP="$(mktemp -d -t kiln-bench.XXXXXX)"
 SERVER="" BASELINE=""
 stop() { # pid: SIGTERM, then wait for it
@@ -86,7 +91,7 @@ for backend in $BACKENDS; do
 
     PORT="$(free_port)"
     BASE="http://127.0.0.1:$PORT/fhir"
-    KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=true KILN_LOG=warn "$KILN" serve >"$dir/kiln.log" 2>&1 &
+    KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=$OPEN KILN_LOG=warn "$KILN" serve >"$dir/kiln.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 1 300); do
         curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
@@ -94,6 +99,12 @@ for backend in $BACKENDS; do
         sleep 0.1
     done
     curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { echo "run.sh: kiln did not start" >&2; exit 1; }
+    # kiln-bench sends KILN_TOKEN with every request (to the baseline server too, which ignores it).
+    KILN_TOKEN=""
+    if [ "$AUTH" = on ]; then
+        KILN_TOKEN="$(system_token "$KILN" "$DATABASE_URL" "http://127.0.0.1:$PORT")"
+    fi
+    export KILN_TOKEN
 
     "$DRIVER" seed --base "$BASE" --patients "$PATIENTS" --concurrency "$CONCURRENCY" --targets-out "$dir/targets.txt"
     "$DRIVER" bulk-insert --database-url "$BULK_URL" --ndjson "$TMP/bulk.ndjson" --out "$dir/bulk.json" >&2
@@ -114,7 +125,7 @@ for backend in $BACKENDS; do
     "$DRIVER" run --base "$BASE" --targets "$dir/targets.txt" --scenario "$SCENARIOS" \
         --concurrency "$CONCURRENCY" --duration "$SECS" --warmup "$WARMUP" \
         --baseline "http://$ADDR/fhir" --baseline-duration "$BASELINE_SECS" \
-        --ingest-baseline "$dir/bulk.json" --kiln-pid "$SERVER" --label "$backend" --out "$out" >"$dir/table.txt"
+        --ingest-baseline "$dir/bulk.json" --kiln-pid "$SERVER" --label "$backend$( [ "$AUTH" = off ] && echo ' (no auth)')" --out "$out" >"$dir/table.txt"
     files+=("$out")
 
     stop "$BASELINE"; BASELINE=""

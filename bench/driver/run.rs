@@ -63,9 +63,18 @@ pub struct RunArgs {
     pub show_errors: usize,
 }
 
-/// The HTTP client of every subcommand: pooled keep-alive connections, no proxy, plain HTTP.
+/// The HTTP client of every subcommand: pooled keep-alive connections, no proxy, plain HTTP,
+/// and the access token in `KILN_TOKEN` (if set) on every request.
 pub fn client(concurrency: usize) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(token) = std::env::var("KILN_TOKEN")
+        && !token.is_empty()
+        && let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(concurrency.max(1) * 2)

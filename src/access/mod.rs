@@ -52,7 +52,7 @@ pub enum PrincipalKind {
 /// What a verified access token allows: its claims and parsed scopes.
 #[derive(Debug)]
 pub struct Grant {
-    pub claims: AccessClaims,
+    pub claims: Arc<AccessClaims>,
     pub scopes: ScopeSet,
 }
 

@@ -31,7 +31,7 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
                 "token_type": "Bearer",
                 "patient": claims.patient,
                 "encounter": claims.encounter,
-                "fhirUser": claims.fhir_user.map(|r| format!("{}/{r}", state.auth.issuer)),
+                "fhirUser": claims.fhir_user.as_ref().map(|r| format!("{}/{r}", state.auth.issuer)),
             }),
             // RFC 7662 §2.2: nothing about why an inactive token is inactive.
             Err(_) => json!({"active": false}),

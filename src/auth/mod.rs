@@ -25,7 +25,7 @@ pub mod tokens;
 
 use axum::Router;
 use axum::routing::{get, post};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,16 @@ const REVOCATION_REFRESH: Duration = Duration::from_secs(2);
 /// How often a token naming an unknown key may make this node reload the keys.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How many verified tokens a node remembers (a token is a few hundred bytes).
+const VERIFIED_TOKENS: usize = 10_000;
+
 /// The authorization server's shared state.
 pub struct AuthServer {
     keys: RwLock<Arc<KeyRing>>,
+    /// Tokens whose signature was verified: an RSA verification costs more than the rest of a
+    /// read, and a client sends the same token for an hour. Expiry and revocation are still
+    /// checked on every request.
+    verified: RwLock<HashMap<String, Arc<AccessClaims>>>,
     keys_loaded: Mutex<Instant>,
     revoked: RwLock<Revoked>,
     /// The FHIR base URL: the token issuer and the audience apps must name.
@@ -68,6 +75,7 @@ impl AuthServer {
         };
         Ok(AuthServer {
             keys: RwLock::new(keys),
+            verified: RwLock::new(HashMap::new()),
             keys_loaded: Mutex::new(Instant::now()),
             revoked: RwLock::new(Revoked { families, loaded: Instant::now() }),
             issuer: base_url.to_string(),
@@ -99,7 +107,17 @@ impl AuthServer {
     /// Verifies an access token: signature by a current or recently retired key (reloading
     /// the keys when another node rotated them), issuer, audience, expiry, and that its family
     /// was not revoked.
-    pub async fn verify_access_token(&self, store: &DynStore, token: &str) -> Result<AccessClaims, String> {
+    pub async fn verify_access_token(&self, store: &DynStore, token: &str) -> Result<Arc<AccessClaims>, String> {
+        let remembered = self.verified.read().expect("verified tokens lock").get(token).cloned();
+        if let Some(claims) = remembered {
+            if claims.exp <= chrono::Utc::now().timestamp() {
+                return Err("the token has expired".into());
+            }
+            if self.is_revoked(store, &claims.family).await {
+                return Err("the token was revoked".into());
+            }
+            return Ok(claims);
+        }
         let claims = match self.key_ring().verify::<AccessClaims>(token, &self.issuer, Some(&self.issuer)) {
             Err(KeyError::UnknownKid(kid)) if self.may_reload_keys() => {
                 let ring = keys::load(store).await.map_err(|e| e.to_string())?;
@@ -112,6 +130,12 @@ impl AuthServer {
         if self.is_revoked(store, &claims.family).await {
             return Err("the token was revoked".into());
         }
+        let claims = Arc::new(claims);
+        let mut verified = self.verified.write().expect("verified tokens lock");
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), claims.clone());
         Ok(claims)
     }
 

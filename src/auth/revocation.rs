@@ -28,7 +28,7 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: axu
         let family = match family {
             Some(family) => Some(family),
             None => match state.auth.verify_access_token(&state.store, token).await {
-                Ok(claims) if claims.client_id == client.client_id => Some(claims.family),
+                Ok(claims) if claims.client_id == client.client_id => Some(claims.family.clone()),
                 _ => None,
             },
         };

@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import html
 import json
+import logging
 import os
 import secrets
 import sys
@@ -54,8 +55,10 @@ from fhirclient.server import (  # noqa: E402
 )
 from requests_oauthlib import OAuth2Session  # noqa: E402
 
+# fhirclient logs "Received an id_token, ignoring" as a warning: the id_token is checked here.
+logging.getLogger("fhirclient").setLevel(logging.ERROR)
+
 PATIENT_SCOPES = "launch/patient openid fhirUser offline_access patient/*.rs"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TIMEOUT = 15
 
 
@@ -365,7 +368,8 @@ class Run:
             c.detail = f"kid {signing_key.key_id}, fhirUser {fhir_user}"
         with r.check("fhirclient: reads the launch Patient") as c:
             patient = smart.patient
-            expect(patient is not None and patient.id == a.patient_id, f"read {patient and patient.id}")
+            expect(patient is not None and patient.id == a.patient_id,
+                   f"FHIRClient.patient is {patient!r} for Patient/{a.patient_id}")
             c.detail = f"Patient/{patient.id} {smart.human_name(patient.name[0] if patient.name else None)}"
         with r.check("fhirclient: searches the patient's Observations") as c:
             found = Observation.where(struct={"patient": a.patient_id}).perform_resources(smart.server)
@@ -538,7 +542,9 @@ class Run:
             ctx = smart.launch_context or {}
             expect(smart.server.auth.access_token, "no access token")
             expect("system/*.rs" in str(ctx.get("scope", "")).split(), f"scope {ctx.get('scope')!r}")
-            c.detail = f"kid {kid[:12]}…, scope '{ctx.get('scope')}', expires_in {ctx.get('expires_in')}"
+            # fhirclient turns the (required) expires_in into expires_at
+            expect(smart.server.auth.expires_at is not None, "no expires_in")
+            c.detail = f"kid {kid[:12]}…, scope '{ctx.get('scope')}', token_type {ctx.get('token_type')}"
         with r.check(f"backend ({alg}): system/ token reads both Patients and searches Observations") as c:
             for pid in (a.patient_id, a.other_patient_id):
                 expect(Patient.read(pid, smart.server).id == pid, f"read Patient/{pid}")
