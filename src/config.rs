@@ -48,6 +48,12 @@ pub struct Settings {
     pub session_idle_secs: i64,
     /// Dynamic client registration (RFC 7591): `closed`, `admin-approved` or `open`.
     pub registration: Registration,
+    /// The clinic's own OpenID Connect provider, offered on the sign-in page (all four, or none).
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<String>,
+    /// Shown as "Sign in with …".
+    pub oidc_name: Option<String>,
 }
 
 /// Who may register apps through `POST /auth/register`.
@@ -123,6 +129,10 @@ impl Settings {
         }
         if !(60..=24 * 3600).contains(&self.session_lifetime_secs) || self.session_idle_secs < 60 {
             return fail("session_lifetime_secs must be between 60 and 86400, session_idle_secs at least 60".into());
+        }
+        let oidc = [&self.oidc_issuer, &self.oidc_client_id, &self.oidc_client_secret];
+        if oidc.iter().any(|v| v.is_some()) && !oidc.iter().all(|v| v.is_some()) {
+            return fail("oidc_issuer, oidc_client_id and oidc_client_secret go together".into());
         }
         if self.refresh_token_lifetime_secs < 60 {
             return fail("refresh_token_lifetime_secs must be at least 60".into());

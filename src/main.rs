@@ -62,6 +62,10 @@ enum UserCommand {
         /// The clinic (tenant); default: the configured default tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// The account's subject (`sub`) at the clinic's OpenID Connect provider (`oidc_issuer`):
+        /// signing in there signs in to this account.
+        #[arg(long)]
+        external_subject: Option<String>,
     },
 }
 
@@ -199,7 +203,12 @@ async fn open_store(settings: &Settings) -> Result<kiln::store::DynStore, Box<dy
 }
 
 async fn user(settings: Settings, command: UserCommand) -> Result<(), Box<dyn std::error::Error>> {
-    let UserCommand::Create { username, role, fhir_user, display_name, tenant } = command;
+    let UserCommand::Create { username, role, fhir_user, display_name, tenant, external_subject } = command;
+    let external_subject = match (external_subject, &settings.oidc_issuer) {
+        (Some(subject), Some(issuer)) => Some(kiln::auth::federation::external_subject(issuer, &subject)),
+        (Some(_), None) => return Err("--external-subject needs oidc_issuer (KILN_OIDC_ISSUER) configured".into()),
+        (None, _) => None,
+    };
     let password = match std::env::var("KILN_NEW_PASSWORD") {
         Ok(password) => password,
         Err(_) => {
@@ -216,9 +225,10 @@ async fn user(settings: Settings, command: UserCommand) -> Result<(), Box<dyn st
         role,
         fhir_user,
         display_name,
+        external_subject,
     };
     let user = kiln::auth::accounts::create_user(&store, new).await?;
-    println!("created user {} ({}) in clinic {}", user.username, user.role, user.tenant);
+    println!("created user {} ({}) in clinic {}: id {}", user.username, user.role, user.tenant, user.user_id);
     store.close().await;
     Ok(())
 }

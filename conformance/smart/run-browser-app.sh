@@ -17,6 +17,8 @@
 #   KILN_BROWSER_APP_ORIGIN=own   (default) the app has its own origin, as a real SMART app does: needs CORS on Kiln
 #   KILN_BROWSER_APP_ORIGIN=shared  the app server also forwards /fhir and /auth to Kiln, so the app and Kiln share
 #                                 one origin and CORS plays no part (to tell CORS trouble from everything else)
+#   KILN_BROWSER_KNOWN_BUGS=id,…  report the checks that these known server bugs fail as KNOWN-BUG instead of FAIL
+#                                 (id: refresh-needs-client-id; see browser/drive.mjs); default: none
 #   KILN_BROWSER_NPM_CI=always    run `npm ci` even when node_modules matches package-lock.json
 set -uo pipefail
 

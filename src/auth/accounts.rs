@@ -17,6 +17,8 @@ pub struct NewUser {
     pub role: String,
     pub fhir_user: Option<String>,
     pub display_name: Option<String>,
+    /// `issuer|subject` at the clinic's OpenID Connect provider.
+    pub external_subject: Option<String>,
 }
 
 pub async fn create_user(store: &DynStore, new: NewUser) -> Result<UserRecord, String> {
@@ -35,6 +37,11 @@ pub async fn create_user(store: &DynStore, new: NewUser) -> Result<UserRecord, S
         }
         if (new.role == "patient") != (kind == "Patient") {
             return Err("a patient account is linked to a Patient, and only a patient account is".into());
+        }
+        let tenant = TenantId::parse(&new.tenant)?;
+        let linked = store.read_current(&tenant, kind, id).await.map_err(|e| e.to_string())?;
+        if linked.is_none_or(|record| record.deleted) {
+            return Err(format!("{reference} does not exist in clinic {tenant}: create it first"));
         }
     } else if new.role == "patient" {
         return Err("a patient account needs --fhir-user Patient/<id>".into());
@@ -56,6 +63,7 @@ pub async fn create_user(store: &DynStore, new: NewUser) -> Result<UserRecord, S
         fhir_user: new.fhir_user,
         disabled: false,
         created_at: chrono::Utc::now().timestamp(),
+        external_subject: new.external_subject,
     };
     store.insert_user(&user).await.map_err(|e| e.to_string())?;
     Ok(user)

@@ -102,18 +102,24 @@ async fn check(state: &AppState, form: &Form) -> Result<Checked, Refusal> {
     if first(form, "response_type") != Some("code") {
         return fail("unsupported_response_type", "response_type must be code");
     }
-    if first(form, "aud").map(|aud| aud.trim_end_matches('/')) != Some(state.auth.issuer.as_str()) {
+    let requested = match ScopeSet::parse(first(form, "scope").unwrap_or("")) {
+        Ok(scopes) if !scopes.is_empty() => scopes,
+        Ok(_) => return fail("invalid_scope", "scope is missing"),
+        Err(err) => return fail("invalid_scope", &err.to_string()),
+    };
+    // `aud` names the FHIR server a token is for. A sign-in that asks only who the user is
+    // (OpenID Connect: another system using Kiln as its identity provider) may leave it out.
+    let identity_only = requested
+        .iter()
+        .all(|scope| matches!(scope, Scope::OpenId | Scope::FhirUser | Scope::Profile | Scope::Other(_)));
+    let aud = first(form, "aud").map(|aud| aud.trim_end_matches('/'));
+    if aud != Some(state.auth.issuer.as_str()) && !(identity_only && aud.is_none()) {
         return fail("invalid_request", "aud must be this server's FHIR base URL");
     }
     let code_challenge = first(form, "code_challenge").unwrap_or("");
     if first(form, "code_challenge_method") != Some("S256") || !super::pkce::is_valid_challenge(code_challenge) {
         return fail("invalid_request", "PKCE is required: code_challenge with code_challenge_method S256");
     }
-    let requested = match ScopeSet::parse(first(form, "scope").unwrap_or("")) {
-        Ok(scopes) if !scopes.is_empty() => scopes,
-        Ok(_) => return fail("invalid_scope", "scope is missing"),
-        Err(err) => return fail("invalid_scope", &err.to_string()),
-    };
     let launch = first(form, "launch").map(str::to_string);
     if requested.contains(&Scope::Launch) && launch.is_none() {
         return fail("invalid_request", "the launch scope needs the launch parameter of an EHR launch");

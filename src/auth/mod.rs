@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod client_assertion;
 pub mod client_auth;
 pub mod discovery;
+pub mod federation;
 pub mod introspection;
 pub mod keys;
 pub mod launcher;
@@ -189,6 +190,8 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/auth/login", get(session::login_page).post(session::login))
         .route("/auth/logout", post(session::logout))
+        .route("/auth/federation/start", get(federation::start))
+        .route("/auth/federation/callback", get(federation::callback))
         .route("/auth/consent", post(authorize::consent))
         .route("/auth/token", post(token::token))
         .route("/auth/register", post(registration::register))

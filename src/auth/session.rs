@@ -90,7 +90,7 @@ pub fn sign_in_page(
         csrf: csrf.clone(),
         username: username.to_string(),
         error,
-        identity_provider: None,
+        identity_provider: super::federation::sign_in_link(state, next),
     };
     let status = if username.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
     let mut response = (status, Html(pages::render_sign_in(&page))).into_response();
@@ -156,6 +156,11 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: axum
             return sign_in_page(&state, &next, None, username, Some("The user name or password is wrong.".into()));
         }
     };
+    start_session(&state, &user, &next).await
+}
+
+/// Starts a session for `user` and sends the browser on to `next` (already checked).
+pub async fn start_session(state: &AppState, user: &UserRecord, next: &str) -> Response {
     let token = random_token(32);
     let now = chrono::Utc::now().timestamp();
     let record =
@@ -164,10 +169,11 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: axum
         tracing::error!(error = %err, "starting a session failed");
         return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Please try again.");
     }
-    let mut response = Redirect::to(&next).into_response();
+    tracing::info!(user = %user.username, "signed in");
+    let mut response = Redirect::to(next).into_response();
     let lifetime = state.settings.session_lifetime_secs;
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &token, lifetime));
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, LOGIN_CSRF_COOKIE, "", 0));
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, lifetime));
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(state, LOGIN_CSRF_COOKIE, "", 0));
     response
 }
 

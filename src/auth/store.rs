@@ -49,6 +49,8 @@ pub struct UserRecord {
     pub display_name: String,
     pub disabled: bool,
     pub created_at: i64,
+    /// `issuer|subject` at the clinic's OpenID Connect provider, for accounts that sign in there.
+    pub external_subject: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,8 @@ pub enum SecretKind {
     AuthorizationCode,
     RefreshToken,
     Launch,
+    /// A sign-in through the clinic's identity provider, from start to callback.
+    Federation,
 }
 
 impl SecretKind {
@@ -73,6 +77,7 @@ impl SecretKind {
             SecretKind::AuthorizationCode => "code",
             SecretKind::RefreshToken => "refresh",
             SecretKind::Launch => "launch",
+            SecretKind::Federation => "federation",
         }
     }
 }
@@ -119,6 +124,7 @@ pub trait AuthStore: Send + Sync {
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn user(&self, user_id: &str) -> StoreResult<Option<UserRecord>>;
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_external_subject(&self, external_subject: &str) -> StoreResult<Option<UserRecord>>;
 
     async fn insert_session(&self, session_hash: &str, session: &SessionRecord) -> StoreResult<()>;
     async fn session(&self, session_hash: &str) -> StoreResult<Option<SessionRecord>>;

@@ -13,7 +13,7 @@ use crate::auth::store::{
 const CLIENT_COLUMNS: &str = "client_id, tenant, name, kind, secret_hash, jwks, jwks_uri, redirect_uris, scopes, \
      launch_url, status, created_at";
 const USER_COLUMNS: &str =
-    "user_id, tenant, username, password_hash, role, fhir_user, display_name, disabled, created_at";
+    "user_id, tenant, username, password_hash, role, fhir_user, display_name, disabled, created_at, external_subject";
 
 fn client_from_row<R: Row>(row: &R) -> StoreResult<ClientRecord>
 where
@@ -57,6 +57,7 @@ where
         display_name: row.try_get(6)?,
         disabled: row.try_get(7)?,
         created_at: row.try_get(8)?,
+        external_subject: row.try_get(9)?,
     })
 }
 
@@ -162,7 +163,7 @@ where
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO auth_users (user_id, tenant, username, password_hash, role, fhir_user, display_name, \
-             disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             disabled, created_at, external_subject) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(user.user_id.clone())
         .bind(user.tenant.clone())
@@ -173,6 +174,7 @@ where
         .bind(user.display_name.clone())
         .bind(user.disabled)
         .bind(user.created_at)
+        .bind(user.external_subject.clone())
         .execute(&self.writes)
         .await?;
         Ok(())
@@ -189,6 +191,15 @@ where
         let sql = format!("SELECT {USER_COLUMNS} FROM auth_users WHERE username = $1");
         let row =
             sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(username.to_string()).fetch_optional(&self.reads).await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_external_subject(&self, external_subject: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM auth_users WHERE external_subject = $1");
+        let row = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+            .bind(external_subject.to_string())
+            .fetch_optional(&self.reads)
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 

@@ -40,6 +40,7 @@ pub fn migrator() -> Migrator {
         migration(5, "resource links", include_str!("../../migrations/sqlite/0005_resource_links.sql")),
         migration(6, "drop duplicate index", include_str!("../../migrations/sqlite/0006_drop_duplicate_index.sql")),
         migration(7, "authorization", include_str!("../../migrations/sqlite/0007_authorization.sql")),
+        migration(8, "external identities", include_str!("../../migrations/sqlite/0008_external_identities.sql")),
     ])
 }
 

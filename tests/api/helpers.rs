@@ -54,6 +54,10 @@ pub fn settings(database_url: &str) -> Settings {
         session_lifetime_secs: 3600,
         session_idle_secs: 600,
         registration: kiln::config::Registration::AdminApproved,
+        oidc_issuer: None,
+        oidc_client_id: None,
+        oidc_client_secret: None,
+        oidc_name: None,
     }
 }
 
@@ -437,7 +441,7 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -8,6 +8,7 @@ mod crud;
 mod demo;
 mod errors;
 mod examples;
+mod federation;
 mod history;
 mod import;
 mod integrity;

