@@ -164,7 +164,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::Extension(rest::transaction::EntryRouter(entries.clone())))
         .layer(middleware::from_fn(rest::format::negotiate))
         .with_state(state.clone())
-        .merge(entries);
+        .merge(entries)
+        .layer(crate::auth::cors());
 
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);

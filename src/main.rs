@@ -51,7 +51,8 @@ enum UserCommand {
     Create {
         #[arg(long)]
         username: String,
-        /// One of: admin, physician, nurse, staff, billing, patient, related-person.
+        /// One of: admin, physician, nurse, tech, receptionist, biller, it_support, department_manager,
+        /// patient, related-person.
         #[arg(long)]
         role: String,
         /// The account's FHIR resource, e.g. Practitioner/123 or Patient/456.

@@ -52,6 +52,15 @@ impl Principal {
         let Some(grant) = self.grant() else {
             return Ok(Restriction::Unrestricted);
         };
+        // A user's token can do no more than the user's role, whatever its scopes say.
+        if let Some(role) = grant.claims.role.as_deref()
+            && !super::roles::allows(role, resource_type, interaction)
+        {
+            return Err(FhirError::Forbidden(format!(
+                "the role '{role}' does not allow {} of {resource_type}",
+                verb(interaction)
+            )));
+        }
         for context in [Context::System, Context::User] {
             match grant.scopes.allowed(context, resource_type, interaction) {
                 Allowed::All => return Ok(Restriction::Unrestricted),

@@ -7,8 +7,7 @@ use super::store::{ClientRecord, UserRecord};
 use crate::access::TenantId;
 use crate::store::DynStore;
 
-/// The seed roles an account may have (mapping.md, staff roles), and patients themselves.
-pub const ROLES: [&str; 7] = ["admin", "physician", "nurse", "staff", "billing", "patient", "related-person"];
+use crate::access::roles::ROLES;
 
 pub struct NewUser {
     pub tenant: String,
@@ -35,8 +34,9 @@ pub async fn create_user(store: &DynStore, new: NewUser) -> Result<UserRecord, S
         if !["Practitioner", "Patient", "RelatedPerson", "Person"].contains(&kind) || !crate::fhir::is_valid_id(id) {
             return Err("fhirUser must be a Practitioner, Patient, RelatedPerson or Person reference".into());
         }
-        if (new.role == "patient") != (kind == "Patient") {
-            return Err("a patient account is linked to a Patient, and only a patient account is".into());
+        if (new.role == "patient") != (kind == "Patient") || (new.role == "related-person") != (kind == "RelatedPerson")
+        {
+            return Err("a patient account is linked to a Patient, a related-person account to a RelatedPerson".into());
         }
         let tenant = TenantId::parse(&new.tenant)?;
         let linked = store.read_current(&tenant, kind, id).await.map_err(|e| e.to_string())?;

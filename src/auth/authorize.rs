@@ -173,8 +173,25 @@ fn grantable(checked: &Checked, user_is_patient: bool) -> ScopeSet {
         .collect()
 }
 
-fn own_patient(session: &Session) -> Option<String> {
-    session.user.fhir_user.as_deref().and_then(|r| r.strip_prefix("Patient/")).map(str::to_string)
+/// The patient whose record the signed-in account is about: a patient's own, or the one a
+/// related person (a parent, a carer) is related to. Clinicians have none.
+async fn own_patient(state: &AppState, session: &Session) -> Option<String> {
+    let reference = session.user.fhir_user.as_deref()?;
+    if let Some(id) = reference.strip_prefix("Patient/") {
+        return Some(id.to_string());
+    }
+    let id = reference.strip_prefix("RelatedPerson/")?;
+    let tenant = crate::access::TenantId::parse(&session.user.tenant).ok()?;
+    let record = state.store.read_current(&tenant, "RelatedPerson", id).await.ok()??;
+    let related: serde_json::Value = serde_json::from_slice(record.json.as_deref()?).ok()?;
+    related["patient"]["reference"].as_str()?.strip_prefix("Patient/").map(str::to_string)
+}
+
+/// Whether the account may look patients up (the picker, the launcher).
+pub fn may_find_patients(session: &Session) -> bool {
+    let role = session.user.role.as_str();
+    !matches!(role, "patient" | "related-person")
+        && crate::access::roles::allows(role, "Patient", crate::access::policy::Interaction::Search)
 }
 
 async fn authorize(state: &AppState, headers: &HeaderMap, form: Form) -> Response {
@@ -192,7 +209,10 @@ async fn authorize(state: &AppState, headers: &HeaderMap, form: Form) -> Respons
             None,
         );
     };
-    let patient_user = own_patient(&session);
+    let patient_user = own_patient(state, &session).await;
+    if patient_user.is_none() && matches!(session.user.role.as_str(), "patient" | "related-person") {
+        return error_page(StatusCode::FORBIDDEN, "No record", "Your account is not linked to a patient's record.");
+    }
     let chosen = first(&form, "patient").map(str::to_string);
     if chosen.is_some() && !csrf_matches(&session, &form.iter().cloned().collect()) {
         return error_page(StatusCode::FORBIDDEN, "Request refused", "The form did not come from this site.");
@@ -202,9 +222,20 @@ async fn authorize(state: &AppState, headers: &HeaderMap, form: Form) -> Respons
         && patient_user.is_none()
         && chosen.is_none();
     if needs_pick {
+        if !may_find_patients(&session) {
+            return error_page(StatusCode::FORBIDDEN, "Not allowed", "Your role cannot open patients' records.");
+        }
         return picker(state, &session, &checked, &form).await;
     }
-    let patient = patient_user.clone().or(chosen);
+    // An EHR launch names its patient: show the clinician whose record the app will open.
+    let launched = match &checked.launch {
+        Some(launch) => match state.store.unused_secret(&digest(launch), SecretKind::Launch).await {
+            Ok(Some(record)) => serde_json::from_str::<Grant>(&record.grant_json).ok().and_then(|g| g.patient),
+            _ => None,
+        },
+        None => None,
+    };
+    let patient = patient_user.clone().or(chosen).or(launched);
     let scopes = grantable(&checked, patient_user.is_some());
     // The ticked boxes come back as `scope`: the request's own scope travels under another name.
     let mut hidden: Form =
@@ -321,7 +352,7 @@ async fn issue_code(
         tracing::error!(error = %err, "issuing an authorization code failed");
         ("server_error", "the server could not complete the request".to_string())
     };
-    let patient_user = own_patient(session);
+    let patient_user = own_patient(state, session).await;
     let offered = grantable(checked, patient_user.is_some());
     let granted: ScopeSet = offered.iter().filter(|scope| ticked.contains(&scope.to_string())).cloned().collect();
     if granted.is_empty() {

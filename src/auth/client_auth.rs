@@ -33,7 +33,7 @@ pub async fn authenticate(
         let client = active_client(state, &client_id).await?;
         let matches = client.secret_hash.as_deref().is_some_and(|hash| constant_time_eq(hash, &digest(&secret)));
         if client.kind != "confidential-symmetric" || !matches {
-            return Err(OAuthError::invalid_client("the client id or secret is wrong"));
+            return Err(OAuthError::invalid_client("the client id or secret is wrong").with_basic_challenge());
         }
         return Ok((client, ClientProof::Secret));
     }
@@ -65,6 +65,11 @@ pub async fn authenticate(
         return Ok((client, ClientProof::Assertion));
     }
     let client_id = form.get("client_id").ok_or_else(|| OAuthError::invalid_client("no client authentication"))?;
+    public_client(state, client_id).await
+}
+
+/// A public client named by id (it has nothing to authenticate with).
+pub async fn public_client(state: &AppState, client_id: &str) -> Result<(ClientRecord, ClientProof), OAuthError> {
     let client = active_client(state, client_id).await?;
     if client.kind != "public" {
         return Err(OAuthError::invalid_client("a confidential client must authenticate"));

@@ -88,7 +88,6 @@ pub fn smart_configuration_json(state: &AppState) -> Value {
 fn json_response(value: Value) -> Response {
     let mut response = axum::Json(value).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     response
 }
 

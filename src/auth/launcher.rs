@@ -135,8 +135,12 @@ pub async fn launcher_page(State(state): State<AppState>, headers: HeaderMap, Ra
     let Some(session) = session::current(&state, &headers).await else {
         return Redirect::to("/auth/login?next=/auth/launcher").into_response();
     };
-    if session.user.fhir_user.as_deref().is_some_and(|r| r.starts_with("Patient/")) {
-        return error_page(StatusCode::FORBIDDEN, "Not available", "The app launcher is for clinic staff.");
+    if !super::authorize::may_find_patients(&session) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not available",
+            "The app launcher is for clinic staff who may open patients' records.",
+        );
     }
     let query = query_map(raw.as_deref());
     let field = |name: &str| query.get(name).map(|v| v.trim().to_string()).unwrap_or_default();
@@ -194,6 +198,9 @@ pub async fn launch(State(state): State<AppState>, headers: HeaderMap, body: axu
     };
     if !csrf_matches(&session, &form) {
         return error_page(StatusCode::FORBIDDEN, "Launch refused", "The form did not come from this site.");
+    }
+    if !super::authorize::may_find_patients(&session) {
+        return error_page(StatusCode::FORBIDDEN, "Not available", "Your role cannot open patients' records.");
     }
     let tenant = session.user.tenant.clone();
     let client = match state.store.client(form.get("client_id").map(String::as_str).unwrap_or("")).await {

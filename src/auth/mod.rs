@@ -184,8 +184,36 @@ impl AuthServer {
     }
 }
 
+/// Cross-origin access for what browser apps call directly (SMART App Launch 2.2
+/// "Considerations for CORS support"): any origin, since no cookie is involved: a bearer token
+/// or the token request itself is the credential. The pages people use (sign-in, consent,
+/// launcher) get none.
+pub fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::header;
+    use tower_http::cors::{Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CONTENT_LOCATION,
+            header::WWW_AUTHENTICATE,
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
 /// The authorization server's routes, mounted at the origin.
 pub fn routes() -> Router<AppState> {
+    let for_apps = Router::new()
+        .route("/auth/token", post(token::token))
+        .route("/auth/register", post(registration::register))
+        .route("/auth/revoke", post(revocation::revoke))
+        .route("/auth/jwks", get(discovery::jwks))
+        .route("/auth/smart-style.json", get(discovery::smart_style))
+        .layer(cors());
     Router::new()
         .route("/auth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/auth/login", get(session::login_page).post(session::login))
@@ -193,12 +221,8 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/federation/start", get(federation::start))
         .route("/auth/federation/callback", get(federation::callback))
         .route("/auth/consent", post(authorize::consent))
-        .route("/auth/token", post(token::token))
-        .route("/auth/register", post(registration::register))
         .route("/auth/introspect", post(introspection::introspect))
-        .route("/auth/revoke", post(revocation::revoke))
-        .route("/auth/jwks", get(discovery::jwks))
-        .route("/auth/smart-style.json", get(discovery::smart_style))
         .route("/auth/launcher", get(launcher::launcher_page).post(launcher::launch))
         .route("/auth/apps", get(launcher::connected_apps).post(launcher::revoke_app))
+        .merge(for_apps)
 }

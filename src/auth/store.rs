@@ -132,6 +132,8 @@ pub trait AuthStore: Send + Sync {
     async fn delete_session(&self, session_hash: &str) -> StoreResult<()>;
 
     async fn insert_secret(&self, secret_hash: &str, kind: SecretKind, secret: &SecretRecord) -> StoreResult<()>;
+    /// A secret not used yet, without using it.
+    async fn unused_secret(&self, secret_hash: &str, kind: SecretKind) -> StoreResult<Option<SecretRecord>>;
     /// Marks the secret used, atomically: of two concurrent redemptions exactly one is `Fresh`.
     async fn redeem_secret(&self, secret_hash: &str, kind: SecretKind, now: i64) -> StoreResult<Redeemed>;
 

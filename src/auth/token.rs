@@ -24,14 +24,25 @@ pub struct OAuthError {
     pub status: StatusCode,
     pub error: &'static str,
     pub description: String,
+    /// Whether the client tried HTTP Basic: only then does a 401 name that scheme (RFC 6749 §5.2).
+    pub basic_challenge: bool,
 }
 
 impl OAuthError {
     pub fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
-        OAuthError { status: StatusCode::BAD_REQUEST, error, description: description.into() }
+        OAuthError { status: StatusCode::BAD_REQUEST, error, description: description.into(), basic_challenge: false }
     }
     pub fn invalid_client(description: impl Into<String>) -> OAuthError {
-        OAuthError { status: StatusCode::UNAUTHORIZED, error: "invalid_client", description: description.into() }
+        OAuthError {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client",
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+    pub fn with_basic_challenge(mut self) -> OAuthError {
+        self.basic_challenge = true;
+        self
     }
     pub fn invalid_grant(description: impl Into<String>) -> OAuthError {
         OAuthError::new("invalid_grant", description)
@@ -42,6 +53,7 @@ impl OAuthError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             error: "server_error",
             description: "the server could not complete the request".into(),
+            basic_challenge: false,
         }
     }
 }
@@ -52,7 +64,7 @@ impl IntoResponse for OAuthError {
             (self.status, axum::Json(json!({"error": self.error, "error_description": self.description})))
                 .into_response();
         no_store(response.headers_mut());
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.basic_challenge {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="kiln""#));
         }
         response
@@ -94,10 +106,18 @@ async fn exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<
         return Err(OAuthError::new("invalid_request", "the body must be application/x-www-form-urlencoded"));
     }
     let form = parse_form(body)?;
+    // A public client refreshing need not name itself (SMART App Launch "Refresh access token",
+    // RFC 6749 §6): the refresh token says whose it is.
+    let anonymous = !headers.contains_key(header::AUTHORIZATION)
+        && !form.contains_key("client_id")
+        && !form.contains_key("client_assertion");
+    if anonymous && form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        return refresh(state, None, &form).await;
+    }
     let (client, proof) = client_auth::authenticate(state, headers, &form).await?;
     match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => authorization_code(state, &client, &form).await,
-        Some("refresh_token") => refresh(state, &client, &form).await,
+        Some("refresh_token") => refresh(state, Some(&client), &form).await,
         Some("client_credentials") => client_credentials(state, &client, proof, &form).await,
         Some(other) => Err(OAuthError::new("unsupported_grant_type", format!("grant_type '{other}' is not supported"))),
         None => Err(OAuthError::new("invalid_request", "grant_type is missing")),
@@ -143,7 +163,12 @@ async fn authorization_code(
     issue(state, client, &grant, &secret.family, now).await
 }
 
-async fn refresh(state: &AppState, client: &ClientRecord, form: &HashMap<String, String>) -> Result<Value, OAuthError> {
+/// `client` is the authenticated client, or `None` when a public client did not name itself.
+async fn refresh(
+    state: &AppState,
+    client: Option<&ClientRecord>,
+    form: &HashMap<String, String>,
+) -> Result<Value, OAuthError> {
     let presented = required(form, "refresh_token")?;
     let now = chrono::Utc::now().timestamp();
     let secret = match state.store.redeem_secret(&digest(presented), SecretKind::RefreshToken, now).await {
@@ -155,6 +180,18 @@ async fn refresh(state: &AppState, client: &ClientRecord, form: &HashMap<String,
         }
         Ok(Redeemed::Unknown) => return Err(OAuthError::invalid_grant("unknown refresh token")),
         Err(err) => return Err(OAuthError::server(err)),
+    };
+    let public;
+    let client = match client {
+        Some(client) => client,
+        None => {
+            public =
+                client_auth::public_client(state, &secret.client_id).await.map(|(client, _)| client).map_err(|_| {
+                    OAuthError::invalid_client("a confidential client must authenticate to refresh")
+                        .with_basic_challenge()
+                })?;
+            &public
+        }
     };
     if secret.client_id != client.client_id {
         return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));

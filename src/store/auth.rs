@@ -269,6 +269,27 @@ where
         Ok(())
     }
 
+    async fn unused_secret(&self, secret_hash: &str, kind: SecretKind) -> StoreResult<Option<SecretRecord>> {
+        let row = sqlx::query::<DB>(
+            "SELECT family, client_id, user_id, grant_json, expires_at FROM auth_secrets \
+             WHERE secret_hash = $1 AND kind = $2 AND used_at IS NULL",
+        )
+        .bind(secret_hash.to_string())
+        .bind(kind.as_str().to_string())
+        .fetch_optional(&self.writes)
+        .await?;
+        row.map(|row| {
+            Ok(SecretRecord {
+                family: row.try_get(0)?,
+                client_id: row.try_get(1)?,
+                user_id: row.try_get(2)?,
+                grant_json: row.try_get(3)?,
+                expires_at: row.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
     async fn redeem_secret(&self, secret_hash: &str, kind: SecretKind, now: i64) -> StoreResult<Redeemed> {
         // One statement marks it used and returns it: of two racing redemptions only one sees a row.
         let fresh = sqlx::query::<DB>(

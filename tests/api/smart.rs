@@ -468,6 +468,11 @@ async fn refresh_tokens_rotate_and_reuse_revokes(app: TestApp) {
     .json()
     .await
     .unwrap();
+    let rotated_once = rotated["refresh_token"].as_str().expect("a new refresh token").to_string();
+    // A public client may refresh without naming itself: the refresh token says whose it is.
+    let anonymous = token_request(&app, &[("grant_type", "refresh_token"), ("refresh_token", &rotated_once)]).await;
+    assert_eq!(anonymous.status(), StatusCode::OK);
+    let rotated: Value = anonymous.json().await.unwrap();
     let second = rotated["refresh_token"].as_str().expect("a new refresh token").to_string();
     assert_ne!(first, second);
     assert_eq!(rotated["scope"], "offline_access patient/Patient.rs", "a refresh may narrow");
@@ -651,6 +656,137 @@ async fn a_rotated_key_keeps_verifying_on_every_node(app: TestApp) {
     }
 }
 
+async fn staff_user(app: &TestApp, username: &str, role: &str) {
+    let practitioner = app.create(&json!({"resourceType": "Practitioner", "name": [{"family": username}]})).await;
+    create_user(
+        &app.state.store,
+        NewUser {
+            tenant: "test-clinic".into(),
+            username: username.into(),
+            password: "correct horse battery".into(),
+            role: role.into(),
+            fhir_user: Some(format!("Practitioner/{practitioner}")),
+            display_name: None,
+            external_subject: None,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn exchange_code(app: &TestApp, back: &str, client_id: &str) -> Value {
+    let code = query_of(back)["code"].clone();
+    let response = token_request(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn clinicians_pick_a_patient_and_roles_bound_user_tokens(app: TestApp) {
+    let (a, _, oa, _) = two_patients(&app).await;
+    staff_user(&app, "nurse", "nurse").await;
+    staff_user(&app, "frontdesk", "receptionist").await;
+    let scope = "launch/patient openid fhirUser user/*.cruds";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+
+    // A nurse's standalone launch: sign in, pick the patient, consent.
+    let mut browser = Browser::new(&app);
+    let authorize = authorize_url(&app, &client_id, scope, &app.base);
+    let page = browser.get(&authorize).await.text().await.unwrap();
+    let mut form = form_fields(&page);
+    form.push(("username".into(), "nurse".into()));
+    form.push(("password".into(), "correct horse battery".into()));
+    let signed_in = browser.post("/auth/login", &form).await;
+    let picker = browser.get(&location(&signed_in)).await.text().await.unwrap();
+    assert!(picker.contains("name=\"birthdate\""), "a patient picker: {picker}");
+    let mut search: Vec<(String, String)> =
+        form_fields(&picker).into_iter().filter(|(n, _)| n != "csrf" && n != "patient").collect();
+    search.push(("name".into(), "Alpha".into()));
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&search).finish();
+    let results = browser.get(&format!("/auth/authorize?{query}")).await.text().await.unwrap();
+    assert!(results.contains(&format!("value=\"{a}\"")), "the search finds Alpha: {results}");
+    let mut choose: Vec<(String, String)> = form_fields(&results)
+        .into_iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "patient" | "name" | "birthdate" | "mrn"))
+        .collect();
+    choose.dedup();
+    choose.push(("patient".into(), a.clone()));
+    let consent = browser.post("/auth/authorize", &choose).await.text().await.unwrap();
+    assert!(consent.contains("value=\"allow\""), "{consent}");
+    let mut form = form_fields(&consent);
+    form.push(("decision".into(), "allow".into()));
+    let back = location(&browser.post("/auth/consent", &form).await);
+    let token = exchange_code(&app, &back, &client_id).await;
+    assert_eq!(token["patient"], a.as_str(), "the picked patient is the launch context");
+    assert_eq!(token["need_patient_banner"], true);
+
+    // The nurse's user/*.cruds token: charting yes, prescribing no (the role says so).
+    let nurse = authorized_client(token["access_token"].as_str().unwrap());
+    assert_eq!(nurse.get(app.url(&format!("Observation/{oa}"))).send().await.unwrap().status(), StatusCode::OK);
+    let prescription = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "medicationCodeableConcept": {"text": "amoxicillin"}, "subject": {"reference": format!("Patient/{a}")}});
+    let refused = nurse
+        .post(app.url("MedicationRequest"))
+        .header("content-type", "application/fhir+json")
+        .body(prescription.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let outcome: Value = refused.json().await.unwrap();
+    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("role 'nurse'"), "{outcome}");
+
+    // The receptionist's token with the same scopes cannot open the clinical record.
+    let mut front = Browser::new(&app);
+    let scope = "openid user/*.cruds";
+    let back = sign_in_and_allow(&mut front, &authorize_url(&app, &client_id, scope, &app.base), "frontdesk").await;
+    let token = exchange_code(&app, &back, &client_id).await;
+    let receptionist = authorized_client(token["access_token"].as_str().unwrap());
+    assert_eq!(receptionist.get(app.url(&format!("Patient/{a}"))).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        receptionist.get(app.url(&format!("Observation/{oa}"))).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(receptionist.get(app.url("Observation")).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+}
+
+async fn browser_apps_may_call_the_api_from_another_origin(app: TestApp) {
+    let origin = "http://app.example";
+    let preflight = Client::new()
+        .request(reqwest::Method::OPTIONS, app.url("Patient/x"))
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let read = app.client.get(app.url("metadata")).header("origin", origin).send().await.unwrap();
+    assert_eq!(read.headers()["access-control-allow-origin"], "*");
+    let token = Client::new()
+        .post(format!("{}/auth/token", app.root))
+        .header("origin", origin)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.headers()["access-control-allow-origin"], "*");
+    assert!(token.headers().get("www-authenticate").is_none(), "no Basic challenge when Basic was not used");
+    // The pages people sign in on are not open to other origins.
+    let page = Client::new().get(format!("{}/auth/login", app.root)).header("origin", origin).send().await.unwrap();
+    assert!(page.headers().get("access-control-allow-origin").is_none());
+}
+
 crate::on_both_backends!(
     missing_and_bad_tokens_are_refused,
     discovery_names_the_endpoints_and_keys,
@@ -660,4 +796,6 @@ crate::on_both_backends!(
     backend_services_sign_their_own_assertion,
     tenants_do_not_see_each_other,
     a_rotated_key_keeps_verifying_on_every_node,
+    clinicians_pick_a_patient_and_roles_bound_user_tokens,
+    browser_apps_may_call_the_api_from_another_origin,
 );
