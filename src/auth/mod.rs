@@ -4,6 +4,7 @@
 //! verified [`tokens::AccessClaims`].
 
 pub mod accounts;
+pub mod admin;
 pub mod authorize;
 pub mod client_assertion;
 pub mod client_auth;
@@ -224,5 +225,8 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/introspect", post(introspection::introspect))
         .route("/auth/launcher", get(launcher::launcher_page).post(launcher::launch))
         .route("/auth/apps", get(launcher::connected_apps).post(launcher::revoke_app))
+        .route("/auth/admin/users", get(admin::list_accounts).post(admin::create_account))
+        .route("/auth/admin/clients", get(admin::list_apps).post(admin::register_app))
+        .route("/auth/admin/clients/{client_id}/{action}", post(admin::set_app_status))
         .merge(for_apps)
 }

@@ -124,6 +124,7 @@ pub trait AuthStore: Send + Sync {
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn user(&self, user_id: &str) -> StoreResult<Option<UserRecord>>;
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn users(&self, tenant: &str) -> StoreResult<Vec<UserRecord>>;
     async fn user_by_external_subject(&self, external_subject: &str) -> StoreResult<Option<UserRecord>>;
 
     async fn insert_session(&self, session_hash: &str, session: &SessionRecord) -> StoreResult<()>;

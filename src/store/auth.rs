@@ -194,6 +194,12 @@ where
         row.as_ref().map(user_from_row).transpose()
     }
 
+    async fn users(&self, tenant: &str) -> StoreResult<Vec<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM auth_users WHERE tenant = $1 ORDER BY username");
+        let rows = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string()).fetch_all(&self.reads).await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     async fn user_by_external_subject(&self, external_subject: &str) -> StoreResult<Option<UserRecord>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM auth_users WHERE external_subject = $1");
         let row = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))

@@ -787,6 +787,64 @@ async fn browser_apps_may_call_the_api_from_another_origin(app: TestApp) {
     assert!(page.headers().get("access-control-allow-origin").is_none());
 }
 
+async fn administrators_manage_accounts_and_apps_over_http(app: TestApp) {
+    staff_user(&app, "boss", "admin").await;
+    staff_user(&app, "nurse", "nurse").await;
+    let scope = "openid user/*.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let token_of = |username: &'static str| {
+        let app = &app;
+        let client_id = client_id.clone();
+        async move {
+            let mut browser = Browser::new(app);
+            let back =
+                sign_in_and_allow(&mut browser, &authorize_url(app, &client_id, scope, &app.base), username).await;
+            exchange_code(app, &back, &client_id).await["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let admin = authorized_client(&token_of("boss").await);
+    let nurse = authorized_client(&token_of("nurse").await);
+    let users = format!("{}/auth/admin/users", app.root);
+    let practitioner = app.create(&json!({"resourceType": "Practitioner", "name": [{"family": "New"}]})).await;
+    let account = json!({"username": "newdoc", "password": "a long enough secret", "role": "physician",
+        "fhirUser": format!("Practitioner/{practitioner}")});
+    assert_eq!(Client::new().post(&users).json(&account).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(nurse.post(&users).json(&account).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let created = admin.post(&users).json(&account).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let weak = json!({"username": "weak", "password": "short", "role": "nurse"});
+    let refused = admin.post(&users).json(&weak).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("12 characters"));
+    let listed: Value = admin.get(&users).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> =
+        listed["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["boss", "newdoc", "nurse"]);
+    // The new account signs in.
+    let mut browser = Browser::new(&app);
+    let page = browser.get(&authorize_url(&app, &client_id, scope, &app.base)).await.text().await.unwrap();
+    let mut form = form_fields(&page);
+    form.push(("username".into(), "newdoc".into()));
+    form.push(("password".into(), "a long enough secret".into()));
+    assert_eq!(browser.post("/auth/login", &form).await.status(), StatusCode::SEE_OTHER);
+    // Apps: registered active, disabled, and then refused at the token endpoint.
+    let clients = format!("{}/auth/admin/clients", app.root);
+    let backend = json!({"client_name": "Exporter", "kind": "confidential-symmetric", "scope": "system/Patient.rs"});
+    let registered: Value = admin.post(&clients).json(&backend).send().await.unwrap().json().await.unwrap();
+    let (id, secret) = (registered["client_id"].as_str().unwrap(), registered["client_secret"].as_str().unwrap());
+    let ask = || {
+        Client::new()
+            .post(format!("{}/auth/token", app.root))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs")])
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status(), StatusCode::OK);
+    let disabled = admin.post(format!("{clients}/{id}/disable")).send().await.unwrap();
+    assert_eq!(disabled.status(), StatusCode::OK);
+    assert_eq!(ask().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
 crate::on_both_backends!(
     missing_and_bad_tokens_are_refused,
     discovery_names_the_endpoints_and_keys,
@@ -798,4 +856,5 @@ crate::on_both_backends!(
     a_rotated_key_keeps_verifying_on_every_node,
     clinicians_pick_a_patient_and_roles_bound_user_tokens,
     browser_apps_may_call_the_api_from_another_origin,
+    administrators_manage_accounts_and_apps_over_http,
 );
