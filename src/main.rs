@@ -68,6 +68,12 @@ enum UserCommand {
         #[arg(long)]
         external_subject: Option<String>,
     },
+    /// Enrol a second factor (TOTP): prints the otpauth:// URI for the user's authenticator app.
+    /// From then on, signing in with the password also asks for the app's current code.
+    EnrollMfa {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,7 +210,18 @@ async fn open_store(settings: &Settings) -> Result<kiln::store::DynStore, Box<dy
 }
 
 async fn user(settings: Settings, command: UserCommand) -> Result<(), Box<dyn std::error::Error>> {
-    let UserCommand::Create { username, role, fhir_user, display_name, tenant, external_subject } = command;
+    let (username, role, fhir_user, display_name, tenant, external_subject) = match command {
+        UserCommand::Create { username, role, fhir_user, display_name, tenant, external_subject } => {
+            (username, role, fhir_user, display_name, tenant, external_subject)
+        }
+        UserCommand::EnrollMfa { username } => {
+            let store = open_store(&settings).await?;
+            let uri = kiln::auth::accounts::enroll_second_factor(&store, &username).await?;
+            println!("second factor enrolled for {username}; add it to an authenticator app:\n{uri}");
+            store.close().await;
+            return Ok(());
+        }
+    };
     let external_subject = match (external_subject, &settings.oidc_issuer) {
         (Some(subject), Some(issuer)) => Some(kiln::auth::federation::external_subject(issuer, &subject)),
         (Some(_), None) => return Err("--external-subject needs oidc_issuer (KILN_OIDC_ISSUER) configured".into()),

@@ -64,6 +64,8 @@ pub async fn create_user(store: &DynStore, new: NewUser) -> Result<UserRecord, S
         disabled: false,
         created_at: chrono::Utc::now().timestamp(),
         external_subject: new.external_subject,
+        totp_secret: None,
+        totp_last_step: None,
     };
     store.insert_user(&user).await.map_err(|e| e.to_string())?;
     Ok(user)
@@ -164,4 +166,13 @@ pub async fn register_client(store: &DynStore, new: NewClient) -> Result<Registe
     };
     store.insert_client(&client).await.map_err(|e| e.to_string())?;
     Ok(Registered { client, secret })
+}
+
+/// Enrols a TOTP second factor for `username`; answers the `otpauth://` URI for the
+/// authenticator app. Enrolling again replaces the secret.
+pub async fn enroll_second_factor(store: &DynStore, username: &str) -> Result<String, String> {
+    let user = store.user_by_name(username).await.map_err(|e| e.to_string())?.ok_or("no such user")?;
+    let secret = super::totp::new_secret();
+    store.set_totp_secret(&user.user_id, Some(&super::totp::base32(&secret))).await.map_err(|e| e.to_string())?;
+    Ok(super::totp::provisioning_uri(&secret, &user.username))
 }

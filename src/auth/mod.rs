@@ -24,6 +24,7 @@ pub mod signing;
 pub mod store;
 pub mod token;
 pub mod tokens;
+pub mod totp;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -219,6 +220,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/auth/login", get(session::login_page).post(session::login))
         .route("/auth/logout", post(session::logout))
+        .route("/auth/mfa", post(session::second_factor))
         .route("/auth/federation/start", get(federation::start))
         .route("/auth/federation/callback", get(federation::callback))
         .route("/auth/consent", post(authorize::consent))

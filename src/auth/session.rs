@@ -156,7 +156,93 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: axum
             return sign_in_page(&state, &next, None, username, Some("The user name or password is wrong.".into()));
         }
     };
+    if user.totp_secret.is_some() {
+        return second_factor_page(&state, &user, &next).await;
+    }
     start_session(&state, &user, &next).await
+}
+
+const SECOND_FACTOR_COOKIE: &str = "kiln_mfa";
+/// The time a user has to type the one-time code after the password.
+const SECOND_FACTOR_SECS: i64 = 300;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingSignIn {
+    next: String,
+    csrf: String,
+}
+
+/// After a correct password, for an account with a second factor: the one-time code page.
+async fn second_factor_page(state: &AppState, user: &UserRecord, next: &str) -> Response {
+    let token = random_token(32);
+    let pending = PendingSignIn { next: next.to_string(), csrf: random_token(24) };
+    let record = super::store::SecretRecord {
+        family: random_token(8),
+        client_id: "sign-in".into(),
+        user_id: Some(user.user_id.clone()),
+        grant_json: serde_json::to_string(&pending).unwrap_or_default(),
+        expires_at: chrono::Utc::now().timestamp() + SECOND_FACTOR_SECS,
+    };
+    if let Err(err) = state.store.insert_secret(&digest(&token), super::store::SecretKind::SecondFactor, &record).await
+    {
+        tracing::error!(error = %err, "starting a second-factor sign-in failed");
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Please try again.");
+    }
+    let mut response = mfa_page(&user.display_name, &pending.csrf, None, StatusCode::OK);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(state, SECOND_FACTOR_COOKIE, &token, SECOND_FACTOR_SECS));
+    response
+}
+
+fn mfa_page(user_display: &str, csrf: &str, error: Option<String>, status: StatusCode) -> Response {
+    let page = pages::MfaPage {
+        action: "/auth/mfa".into(),
+        hidden: vec![],
+        csrf: csrf.to_string(),
+        error,
+        user_display: user_display.to_string(),
+    };
+    let mut response = (status, Html(pages::render_mfa(&page))).into_response();
+    page_headers(response.headers_mut());
+    response
+}
+
+/// `POST /auth/mfa`: the one-time code of a sign-in whose password was right.
+pub async fn second_factor(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let expired = || error_page(StatusCode::UNAUTHORIZED, "Sign-in expired", "Sign in again with your password.");
+    let Some(token) = cookie(&headers, SECOND_FACTOR_COOKIE) else { return expired() };
+    let kind = super::store::SecretKind::SecondFactor;
+    let now = chrono::Utc::now().timestamp();
+    let record = match state.store.unused_secret(&digest(&token), kind).await {
+        Ok(Some(record)) if record.expires_at >= now => record,
+        _ => return expired(),
+    };
+    let Ok(pending) = serde_json::from_str::<PendingSignIn>(&record.grant_json) else { return expired() };
+    if !form.get("csrf").is_some_and(|sent| constant_time_eq(sent, &pending.csrf)) {
+        return error_page(StatusCode::FORBIDDEN, "Sign-in refused", "The form did not come from this site.");
+    }
+    let user = match state.store.user(record.user_id.as_deref().unwrap_or_default()).await {
+        Ok(Some(user)) if !user.disabled => user,
+        _ => return expired(),
+    };
+    let secret = user.totp_secret.as_deref().and_then(super::totp::from_base32).unwrap_or_default();
+    let code = form.get("code").map(String::as_str).unwrap_or("");
+    let accepted = match super::totp::verify(&secret, code, now, user.totp_last_step) {
+        Some(step) => state.store.use_totp_step(&user.user_id, step).await.unwrap_or(false),
+        None => false,
+    };
+    if !accepted {
+        tracing::info!(user = %user.username, "a one-time code was refused");
+        let error = Some("That code is wrong or was already used. Enter the current code from your app.".into());
+        return mfa_page(&user.display_name, &pending.csrf, error, StatusCode::UNAUTHORIZED);
+    }
+    // The pending sign-in is used up: its cookie cannot start a second session.
+    let _ = state.store.redeem_secret(&digest(&token), kind, now).await;
+    let mut response = start_session(&state, &user, &pending.next).await;
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SECOND_FACTOR_COOKIE, "", 0));
+    response
 }
 
 /// Starts a session for `user` and sends the browser on to `next` (already checked).

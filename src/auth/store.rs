@@ -51,6 +51,9 @@ pub struct UserRecord {
     pub created_at: i64,
     /// `issuer|subject` at the clinic's OpenID Connect provider, for accounts that sign in there.
     pub external_subject: Option<String>,
+    /// The TOTP secret (base32), once a second factor is enrolled.
+    pub totp_secret: Option<String>,
+    pub totp_last_step: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,8 @@ pub enum SecretKind {
     Launch,
     /// A sign-in through the clinic's identity provider, from start to callback.
     Federation,
+    /// A password sign-in waiting for its one-time code.
+    SecondFactor,
 }
 
 impl SecretKind {
@@ -78,6 +83,7 @@ impl SecretKind {
             SecretKind::RefreshToken => "refresh",
             SecretKind::Launch => "launch",
             SecretKind::Federation => "federation",
+            SecretKind::SecondFactor => "mfa",
         }
     }
 }
@@ -125,6 +131,9 @@ pub trait AuthStore: Send + Sync {
     async fn user(&self, user_id: &str) -> StoreResult<Option<UserRecord>>;
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     async fn users(&self, tenant: &str) -> StoreResult<Vec<UserRecord>>;
+    async fn set_totp_secret(&self, user_id: &str, secret: Option<&str>) -> StoreResult<()>;
+    /// Records that a TOTP code of `step` was used; false when that step (or a later one) was.
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
     async fn user_by_external_subject(&self, external_subject: &str) -> StoreResult<Option<UserRecord>>;
 
     async fn insert_session(&self, session_hash: &str, session: &SessionRecord) -> StoreResult<()>;

@@ -12,8 +12,8 @@ use crate::auth::store::{
 
 const CLIENT_COLUMNS: &str = "client_id, tenant, name, kind, secret_hash, jwks, jwks_uri, redirect_uris, scopes, \
      launch_url, status, created_at";
-const USER_COLUMNS: &str =
-    "user_id, tenant, username, password_hash, role, fhir_user, display_name, disabled, created_at, external_subject";
+const USER_COLUMNS: &str = "user_id, tenant, username, password_hash, role, fhir_user, display_name, disabled, created_at, external_subject, \
+     totp_secret, totp_last_step";
 
 fn client_from_row<R: Row>(row: &R) -> StoreResult<ClientRecord>
 where
@@ -58,6 +58,8 @@ where
         disabled: row.try_get(7)?,
         created_at: row.try_get(8)?,
         external_subject: row.try_get(9)?,
+        totp_secret: row.try_get(10)?,
+        totp_last_step: row.try_get(11)?,
     })
 }
 
@@ -198,6 +200,27 @@ where
         let sql = format!("SELECT {USER_COLUMNS} FROM auth_users WHERE tenant = $1 ORDER BY username");
         let rows = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string()).fetch_all(&self.reads).await?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_totp_secret(&self, user_id: &str, secret: Option<&str>) -> StoreResult<()> {
+        sqlx::query::<DB>("UPDATE auth_users SET totp_secret = $1, totp_last_step = NULL WHERE user_id = $2")
+            .bind(secret.map(str::to_string))
+            .bind(user_id.to_string())
+            .execute(&self.writes)
+            .await?;
+        Ok(())
+    }
+
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+        let used = sqlx::query::<DB>(
+            "UPDATE auth_users SET totp_last_step = $1 WHERE user_id = $2 \
+             AND (totp_last_step IS NULL OR totp_last_step < $1) RETURNING user_id",
+        )
+        .bind(step)
+        .bind(user_id.to_string())
+        .fetch_optional(&self.writes)
+        .await?;
+        Ok(used.is_some())
     }
 
     async fn user_by_external_subject(&self, external_subject: &str) -> StoreResult<Option<UserRecord>> {

@@ -42,6 +42,7 @@ pub fn migrator() -> Migrator {
         migration(6, "drop duplicate index", include_str!("../../migrations/postgres/0006_drop_duplicate_index.sql")),
         migration(7, "authorization", include_str!("../../migrations/postgres/0007_authorization.sql")),
         migration(8, "external identities", include_str!("../../migrations/postgres/0008_external_identities.sql")),
+        migration(9, "second factor", include_str!("../../migrations/postgres/0009_second_factor.sql")),
     ])
 }
 

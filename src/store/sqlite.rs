@@ -41,6 +41,7 @@ pub fn migrator() -> Migrator {
         migration(6, "drop duplicate index", include_str!("../../migrations/sqlite/0006_drop_duplicate_index.sql")),
         migration(7, "authorization", include_str!("../../migrations/sqlite/0007_authorization.sql")),
         migration(8, "external identities", include_str!("../../migrations/sqlite/0008_external_identities.sql")),
+        migration(9, "second factor", include_str!("../../migrations/sqlite/0009_second_factor.sql")),
     ])
 }
 

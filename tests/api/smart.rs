@@ -845,6 +845,46 @@ async fn administrators_manage_accounts_and_apps_over_http(app: TestApp) {
     assert_eq!(ask().await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Signs in with the password of "doc": answers the page that follows (the code page).
+async fn password_step(browser: &mut Browser, authorize: &str) -> String {
+    let page = browser.get(authorize).await.text().await.unwrap();
+    let mut form = form_fields(&page);
+    form.push(("username".into(), "doc".into()));
+    form.push(("password".into(), "correct horse battery".into()));
+    let asked = browser.post("/auth/login", &form).await;
+    assert_eq!(asked.status(), StatusCode::OK, "the password alone does not sign in");
+    asked.text().await.unwrap()
+}
+
+async fn a_second_factor_is_asked_after_the_password(app: TestApp) {
+    staff_user(&app, "doc", "physician").await;
+    let uri = kiln::auth::accounts::enroll_second_factor(&app.state.store, "doc").await.unwrap();
+    let secret_text = query_of(&uri)["secret"].clone();
+    let secret = kiln::auth::totp::from_base32(&secret_text).unwrap();
+    let scope = "openid user/*.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let authorize = authorize_url(&app, &client_id, scope, &app.base);
+    let mut browser = Browser::new(&app);
+    let page = password_step(&mut browser, &authorize).await;
+    assert!(page.contains("name=\"code\""), "{page}");
+    let csrf = form_fields(&page).into_iter().find(|(n, _)| n == "csrf").unwrap().1;
+    let now = chrono::Utc::now().timestamp();
+    let wrong = format!("{:06}", (kiln::auth::totp::code_at(&secret, now).parse::<u32>().unwrap() + 1) % 1_000_000);
+    let refused = browser.post("/auth/mfa", &[("csrf".into(), csrf.clone()), ("code".into(), wrong)]).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let code = kiln::auth::totp::code_at(&secret, now);
+    let accepted = browser.post("/auth/mfa", &[("csrf".into(), csrf.clone()), ("code".into(), code.clone())]).await;
+    assert_eq!(accepted.status(), StatusCode::SEE_OTHER);
+    let consent = browser.get(&location(&accepted)).await.text().await.unwrap();
+    assert!(consent.contains("value=\"allow\""), "signed in after the code: {consent}");
+    // The same code cannot sign in a second time.
+    let mut other = Browser::new(&app);
+    let page = password_step(&mut other, &authorize).await;
+    let csrf = form_fields(&page).into_iter().find(|(n, _)| n == "csrf").unwrap().1;
+    let replayed = other.post("/auth/mfa", &[("csrf".into(), csrf), ("code".into(), code)]).await;
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+}
+
 crate::on_both_backends!(
     missing_and_bad_tokens_are_refused,
     discovery_names_the_endpoints_and_keys,
@@ -857,4 +897,5 @@ crate::on_both_backends!(
     clinicians_pick_a_patient_and_roles_bound_user_tokens,
     browser_apps_may_call_the_api_from_another_origin,
     administrators_manage_accounts_and_apps_over_http,
+    a_second_factor_is_asked_after_the_password,
 );
