@@ -83,6 +83,14 @@ impl Principal {
             Allowed::All => None,
             Allowed::Where(filters) => Some(single_filter(filters, resource_type)?),
         };
+        // Types outside the Patient compartment (Practitioner, Organization, Medication, …) hold
+        // nobody's record: a patient/ scope on them is bounded by its filter only.
+        if !in_patient_compartment(resource_type) {
+            return Ok(match filter {
+                Some(filter) => Restriction::Confined { patient: None, filter: Some(filter) },
+                None => Restriction::Unrestricted,
+            });
+        }
         let Some(patient) = grant.claims.patient.clone() else {
             return Err(FhirError::Forbidden("patient/ scopes need a patient in the launch context".into()));
         };
@@ -93,6 +101,38 @@ impl Principal {
     pub fn launch_patient(&self) -> Option<&str> {
         self.grant().and_then(|grant| grant.claims.patient.as_deref())
     }
+}
+
+/// Whether resources of this type can belong to a patient's record (R4 compartmentdefinition-patient).
+pub fn in_patient_compartment(resource_type: &str) -> bool {
+    resource_type == "Patient"
+        || crate::fhir::registry::Registry::global()
+            .patient_compartment
+            .get(resource_type)
+            .is_some_and(|params| !params.is_empty())
+}
+
+/// The patients a resource's content places it with: the targets of the parameters the Patient
+/// compartment definition names for its type (or the patient itself).
+fn compartment_patients(resource_type: &str, id: Option<&str>, content: &[u8]) -> Result<Vec<String>, FhirError> {
+    let registry = crate::fhir::registry::Registry::global();
+    if resource_type == "Patient" {
+        return Ok(id.map(str::to_string).into_iter().collect());
+    }
+    let value: serde_json::Value = serde_json::from_slice(content)
+        .map_err(|e| FhirError::internal(format!("a validated resource did not parse again: {e}")))?;
+    let params = registry.patient_compartment.get(resource_type).cloned().unwrap_or_default();
+    Ok(crate::search::index_resource(registry, resource_type, &value)
+        .into_iter()
+        .filter_map(|row| match row {
+            crate::search::IndexRow::Reference { param, target_type, target_id: Some(target), .. }
+                if params.contains(&param) && target_type.as_deref() == Some("Patient") =>
+            {
+                Some(target)
+            }
+            _ => None,
+        })
+        .collect())
 }
 
 /// Adds a restriction's granular filter to search parameters; answers the patient whose
@@ -184,18 +224,22 @@ pub async fn ensure_writable(
         return Ok(());
     };
     if let Some(id) = existing
-        && state.store.read_current(&principal.tenant, resource_type, id).await?.is_some_and(|r| !r.deleted)
-        && !visible_ids(state, principal, resource_type, &[id.to_string()], &restriction).await?.contains(id)
+        && let Some(current) = state.store.read_current(&principal.tenant, resource_type, id).await?
     {
-        return Err(FhirError::Forbidden(format!("{resource_type}/{id} is outside what the access token allows")));
+        // A deleted resource's earlier versions may be anyone's: a confined token does not
+        // bring it back (and with it, its history).
+        if current.deleted
+            || !visible_ids(state, principal, resource_type, &[id.to_string()], &restriction).await?.contains(id)
+        {
+            return Err(FhirError::Forbidden(format!("{resource_type}/{id} is outside what the access token allows")));
+        }
     }
     if let (Some(patient), Some(content)) = (patient, content) {
-        let own_record = resource_type == "Patient" && existing == Some(patient.as_str());
-        let reference = format!("\"Patient/{patient}\"");
-        let refers = content.windows(reference.len()).any(|w| w == reference.as_bytes());
-        if !own_record && !refers {
+        // The written content must place the resource with the launch patient, and with no one else.
+        let patients = compartment_patients(resource_type, existing, content)?;
+        if patients.is_empty() || patients.iter().any(|p| p != patient) {
             return Err(FhirError::Forbidden(format!(
-                "a patient/ token may only write resources that refer to Patient/{patient}"
+                "a patient/ token may only write resources of Patient/{patient}'s record (and of no other patient's)"
             )));
         }
     }
@@ -216,5 +260,72 @@ pub fn ensure_unconfined_write(
              transaction; use the plain interaction",
             verb(interaction)
         ))),
+    }
+}
+
+/// The types a search parameter's name reaches into besides the searched one: the targets of
+/// a chain (`subject:Patient.name`, `subject.name` when the reference has one target type) and
+/// the types of `_has` (`_has:Observation:subject:code`), nested or not.
+fn reached_types(resource_type: &str, name: &str) -> Vec<String> {
+    let mut types = Vec::new();
+    let mut current = resource_type.to_string();
+    let mut rest = name;
+    while let Some(after) = rest.strip_prefix("_has:") {
+        let mut parts = after.splitn(3, ':');
+        let (Some(referring), Some(_), Some(tail)) = (parts.next(), parts.next(), parts.next()) else { break };
+        types.push(referring.to_string());
+        current = referring.to_string();
+        rest = tail;
+    }
+    let segments: Vec<&str> = rest.split('.').collect();
+    for segment in &segments[..segments.len().saturating_sub(1)] {
+        let (code, modifier) = match segment.split_once(':') {
+            Some((code, modifier)) => (code, Some(modifier)),
+            None => (*segment, None),
+        };
+        let target = modifier.map(str::to_string).or_else(|| {
+            let param = crate::search::SearchRegistry::global().param(&current, code)?;
+            (param.targets.len() == 1).then(|| param.targets[0].clone())
+        });
+        let Some(target) = target else { break };
+        types.push(target.clone());
+        current = target;
+    }
+    types
+}
+
+/// Refuses (403) a search whose chains or `_has` reach into a type the token may not search
+/// in full: their conditions would test resources the token cannot see, and so reveal them.
+pub fn check_reach(principal: &Principal, resource_type: &str, params: &QueryParams) -> Result<(), FhirError> {
+    if principal.grant().is_none() {
+        return Ok(());
+    }
+    for (name, _) in &params.0 {
+        for reached in reached_types(resource_type, name) {
+            if principal.permit(&reached, Interaction::Search)? != Restriction::Unrestricted {
+                return Err(FhirError::Forbidden(format!(
+                    "{name} searches {reached} resources, which the access token may only partly see"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reached_types;
+
+    #[test]
+    fn chains_and_has_name_the_types_they_reach() {
+        assert_eq!(reached_types("Observation", "subject:Patient.name"), vec!["Patient"]);
+        assert_eq!(reached_types("Observation", "code"), Vec::<String>::new());
+        assert_eq!(reached_types("Patient", "_has:Observation:subject:code"), vec!["Observation"]);
+        assert_eq!(
+            reached_types("Patient", "_has:Observation:subject:_has:Provenance:target:agent"),
+            vec!["Observation", "Provenance"]
+        );
+        assert_eq!(reached_types("Observation", "subject:Patient.organization.name"), vec!["Patient", "Organization"]);
+        assert_eq!(reached_types("Encounter", "patient.name"), vec!["Patient"]);
     }
 }

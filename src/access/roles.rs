@@ -117,7 +117,10 @@ pub fn allows(role: &str, resource_type: &str, interaction: Interaction) -> bool
         // report; the patient compartment confines them to it.
         "patient" | "related-person" => match class {
             Audit => false,
-            _ => read || matches!(resource_type, "QuestionnaireResponse" | "Communication" | "Observation"),
+            _ => {
+                read || (interaction == Interaction::Create
+                    && matches!(resource_type, "QuestionnaireResponse" | "Communication" | "Observation"))
+            }
         },
         _ => false,
     }
@@ -165,6 +168,14 @@ mod tests {
         assert!(!allows("physician", "AuditEvent", Read));
         assert!(!allows("janitor", "ValueSet", Create));
         assert!(!allows("janitor", "Patient", Read));
+    }
+
+    #[test]
+    fn patients_add_to_their_record_but_change_nothing_in_it() {
+        assert!(allows("patient", "Observation", Create));
+        assert!(!allows("patient", "Observation", Update));
+        assert!(!allows("patient", "Observation", Delete));
+        assert!(!allows("patient", "Condition", Create));
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub async fn register_client(store: &DynStore, new: NewClient) -> Result<Registe
                     serde_json::from_str(jwks).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
                 super::client_assertion::public_jwk_is_valid(&value)?;
             }
-            (None, Some(url)) if is_http_url(url) => {}
+            (None, Some(url)) if url.starts_with("https://") && is_http_url(url) => {}
             _ => return Err("an asymmetric client needs exactly one of a JWKS or an https JWKS URL".into()),
         },
         _ if new.jwks.is_some() || new.jwks_uri.is_some() => {

@@ -1,5 +1,6 @@
 //! The administration API: accounts and apps, for an administrator's tools. Every call needs an
-//! access token of a signed-in user whose role is `admin`, and acts in that user's clinic only.
+//! access token of a signed-in user whose role is `admin`, granted the scope `kiln/admin` (which
+//! only apps registered for it can ask for), and acts in that user's clinic only.
 //! The same rules as `kiln user create` and `kiln client register` apply (`accounts`).
 
 use axum::extract::{Path, State};
@@ -12,6 +13,9 @@ use super::accounts::{ClientKind, NewClient, NewUser, create_user, register_clie
 use super::store::{ClientRecord, UserRecord};
 use super::tokens::AccessClaims;
 use crate::app::AppState;
+
+/// The scope of the administration API.
+pub const ADMIN_SCOPE: &str = "kiln/admin";
 
 fn refuse(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
     let mut response =
@@ -43,6 +47,15 @@ async fn administrator(state: &AppState, headers: &HeaderMap) -> Result<std::syn
             StatusCode::FORBIDDEN,
             "insufficient_role",
             "only an administrator may manage accounts and apps",
+        ));
+    }
+    // An administrator's token from any app is not enough: the app must be one registered for
+    // administration, and the administrator must have granted it that.
+    if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("the token needs the scope {ADMIN_SCOPE}"),
         ));
     }
     Ok(claims)

@@ -209,6 +209,13 @@ async fn authorize(state: &AppState, headers: &HeaderMap, form: Form) -> Respons
             None,
         );
     };
+    if session.user.tenant != checked.client.tenant {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not your clinic's app",
+            "This app is registered with another clinic.",
+        );
+    }
     let patient_user = own_patient(state, &session).await;
     if patient_user.is_none() && matches!(session.user.role.as_str(), "patient" | "related-person") {
         return error_page(StatusCode::FORBIDDEN, "No record", "Your account is not linked to a patient's record.");
@@ -216,6 +223,9 @@ async fn authorize(state: &AppState, headers: &HeaderMap, form: Form) -> Respons
     let chosen = first(&form, "patient").map(str::to_string);
     if chosen.is_some() && !csrf_matches(&session, &form.iter().cloned().collect()) {
         return error_page(StatusCode::FORBIDDEN, "Request refused", "The form did not come from this site.");
+    }
+    if chosen.is_some() && (patient_user.is_some() || !may_find_patients(&session)) {
+        return error_page(StatusCode::FORBIDDEN, "Not allowed", "Your account cannot choose a patient.");
     }
     let needs_pick = checked.requested.contains(&Scope::LaunchPatient)
         && checked.launch.is_none()
@@ -230,7 +240,12 @@ async fn authorize(state: &AppState, headers: &HeaderMap, form: Form) -> Respons
     // An EHR launch names its patient: show the clinician whose record the app will open.
     let launched = match &checked.launch {
         Some(launch) => match state.store.unused_secret(&digest(launch), SecretKind::Launch).await {
-            Ok(Some(record)) => serde_json::from_str::<Grant>(&record.grant_json).ok().and_then(|g| g.patient),
+            Ok(Some(record))
+                if record.client_id == checked.client.client_id
+                    && record.user_id.as_deref() == Some(session.user.user_id.as_str()) =>
+            {
+                serde_json::from_str::<Grant>(&record.grant_json).ok().and_then(|g| g.patient)
+            }
             _ => None,
         },
         None => None,
@@ -352,6 +367,9 @@ async fn issue_code(
         tracing::error!(error = %err, "issuing an authorization code failed");
         ("server_error", "the server could not complete the request".to_string())
     };
+    if session.user.tenant != checked.client.tenant {
+        return Err(("access_denied", "the app is registered with another clinic".into()));
+    }
     let patient_user = own_patient(state, session).await;
     let offered = grantable(checked, patient_user.is_some());
     let granted: ScopeSet = offered.iter().filter(|scope| ticked.contains(&scope.to_string())).cloned().collect();
@@ -375,6 +393,7 @@ async fn issue_code(
         }
     } else if patient.is_none()
         && let Some(chosen) = first(form, "patient")
+        && may_find_patients(session)
     {
         if super::launcher::patient_row(state, &session.user.tenant, chosen).await.is_none() {
             return Err(("invalid_request", "the chosen patient does not exist".into()));

@@ -29,7 +29,7 @@ pub const SCOPES_SUPPORTED: [&str; 16] = [
     "user/*.write",
 ];
 
-pub const CAPABILITIES: [&str; 20] = [
+pub const CAPABILITIES: [&str; 19] = [
     "launch-ehr",
     "launch-standalone",
     "authorize-post",
@@ -40,7 +40,6 @@ pub const CAPABILITIES: [&str; 20] = [
     "context-ehr-patient",
     "context-ehr-encounter",
     "context-standalone-patient",
-    "context-standalone-encounter",
     "context-banner",
     "context-style",
     "permission-offline",

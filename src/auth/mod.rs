@@ -231,4 +231,9 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/admin/clients", get(admin::list_apps).post(admin::register_app))
         .route("/auth/admin/clients/{client_id}/{action}", post(admin::set_app_status))
         .merge(for_apps)
+        // Forms, token requests and registrations are small; nobody may make the server buffer more.
+        .layer(axum::extract::DefaultBodyLimit::max(AUTH_BODY_LIMIT))
 }
+
+/// The largest body an authorization endpoint reads.
+const AUTH_BODY_LIMIT: usize = 64 * 1024;

@@ -19,11 +19,22 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: axu
         let until = chrono::Utc::now().timestamp() + state.settings.refresh_token_lifetime_secs;
         // A refresh token: redeeming it marks it used; either way its family ends.
         let now = chrono::Utc::now().timestamp();
-        let family = match state.store.redeem_secret(&digest(token), SecretKind::RefreshToken, now).await {
-            Ok(Redeemed::Fresh(secret)) if secret.client_id == client.client_id => Some(secret.family),
-            Ok(Redeemed::Reused { family }) => Some(family),
-            Ok(_) => None,
+        // Only the client a refresh token was issued to may end it; anyone else's attempt is
+        // ignored (RFC 7009 §2.1) rather than allowed to use it up.
+        let owned = match state.store.unused_secret(&digest(token), SecretKind::RefreshToken).await {
+            Ok(Some(secret)) => secret.client_id == client.client_id,
+            Ok(None) => false,
             Err(err) => return Err(OAuthError::server(err)),
+        };
+        let family = if owned {
+            match state.store.redeem_secret(&digest(token), SecretKind::RefreshToken, now).await {
+                Ok(Redeemed::Fresh(secret)) => Some(secret.family),
+                Ok(Redeemed::Reused { family }) => Some(family),
+                Ok(Redeemed::Unknown) => None,
+                Err(err) => return Err(OAuthError::server(err)),
+            }
+        } else {
+            None
         };
         let family = match family {
             Some(family) => Some(family),

@@ -13,6 +13,10 @@ use super::store::{SessionRecord, UserRecord};
 use crate::app::AppState;
 
 const SESSION_COOKIE: &str = "kiln_session";
+
+/// What a password is checked against when no such user exists.
+static UNKNOWN_USER_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| super::secrets::hash_password("no account has this password").unwrap_or_default());
 const LOGIN_CSRF_COOKIE: &str = "kiln_login_csrf";
 
 /// A signed-in browser.
@@ -144,11 +148,11 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: axum
         }
     };
     // The same answer for an unknown user and a wrong password: no account enumeration.
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    // An unknown user costs the same Argon2 work as a known one: the answer's timing says nothing.
+    let hash = user.as_ref().map_or_else(|| UNKNOWN_USER_HASH.clone(), |u| u.password_hash.clone());
     let password_owned = password.to_string();
-    let verified = tokio::task::spawn_blocking(move || hash.is_some_and(|h| verify_password(&password_owned, &h)))
-        .await
-        .unwrap_or(false);
+    let verified = tokio::task::spawn_blocking(move || verify_password(&password_owned, &hash)).await.unwrap_or(false)
+        && user.is_some();
     let user = match user {
         Some(user) if verified && !user.disabled => user,
         _ => {
@@ -234,9 +238,14 @@ pub async fn second_factor(State(state): State<AppState>, headers: HeaderMap, bo
         None => false,
     };
     if !accepted {
+        // One guess per password: a wrong code ends the pending sign-in, so guessing codes costs
+        // a password check (and its Argon2 work) each time.
         tracing::info!(user = %user.username, "a one-time code was refused");
-        let error = Some("That code is wrong or was already used. Enter the current code from your app.".into());
-        return mfa_page(&user.display_name, &pending.csrf, error, StatusCode::UNAUTHORIZED);
+        let _ = state.store.redeem_secret(&digest(&token), kind, now).await;
+        let error = Some("That code was wrong or already used. Sign in again.".into());
+        let mut response = sign_in_page(&state, &pending.next, None, &user.username, error);
+        response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SECOND_FACTOR_COOKIE, "", 0));
+        return response;
     }
     // The pending sign-in is used up: its cookie cannot start a second session.
     let _ = state.store.redeem_secret(&digest(&token), kind, now).await;

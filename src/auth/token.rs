@@ -204,9 +204,20 @@ async fn refresh(
     }
     let mut grant: Grant = serde_json::from_str(&secret.grant_json).map_err(OAuthError::server)?;
     if let Some(session) = &grant.session {
-        let alive = state.store.session(session).await.map_err(OAuthError::server)?.is_some();
+        // Online access lasts as long as the browser sign-in, with its lifetime and idle limits.
+        let settings = &state.settings;
+        let alive = state.store.session(session).await.map_err(OAuthError::server)?.is_some_and(|s| {
+            now - s.created_at <= settings.session_lifetime_secs && now - s.last_seen <= settings.session_idle_secs
+        });
         if !alive {
-            return Err(OAuthError::invalid_grant("online access ended when the user signed out"));
+            return Err(OAuthError::invalid_grant("online access ended with the user's sign-in"));
+        }
+    }
+    // The user may have been disabled or given another role since: the grant follows the account.
+    if let Some(user_id) = &grant.user_id {
+        match state.store.user(user_id).await.map_err(OAuthError::server)? {
+            Some(user) if !user.disabled && user.tenant == grant.tenant => grant.role = Some(user.role),
+            _ => return Err(OAuthError::invalid_grant("the user's account is disabled or gone")),
         }
     }
     if let Some(requested) = form.get("scope") {

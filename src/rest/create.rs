@@ -36,7 +36,16 @@ pub async fn create(
     };
     let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
     if condition.is_some() {
+        // The condition is a search, and a match is answered with the matched resource.
         policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Create)?;
+        for needed in [Interaction::Search, Interaction::Read] {
+            if principal.permit(&definition.name, needed)? != policy::Restriction::Unrestricted {
+                return Err(FhirError::Forbidden(format!(
+                    "a conditional create needs search and read of {}",
+                    definition.name
+                )));
+            }
+        }
     }
     policy::ensure_writable(&state, &principal, &definition.name, Interaction::Create, None, Some(&body)).await?;
     let mut transaction = state.store.begin(&principal.tenant).await?;

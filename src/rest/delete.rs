@@ -46,6 +46,8 @@ pub async fn delete(
         if cascade {
             deleted = integrity::cascade(&state, &mut *transaction, deleted.remove(0)).await?;
             for (type_name, id) in deleted.iter().skip(1) {
+                // Every resource the cascade reaches needs the token's delete right of its own.
+                policy::ensure_unconfined_write(&principal, type_name, Interaction::Delete)?;
                 delete_one(&mut *transaction, type_name, id).await?;
             }
         }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::operation::{OperationInput, parameters_response};
 use super::{FhirBody, QueryParams, logical_id, resource_type};
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction, Restriction};
 use crate::app::AppState;
 use crate::error::{FhirError, Issue, IssueType};
 use crate::fhir::json::ResourceBody;
@@ -23,6 +24,15 @@ pub async fn system_meta(
     RawQuery(query): RawQuery,
 ) -> Result<Response, FhirError> {
     QueryParams::parse(query.as_deref()).only(&[])?;
+    // The tags in use across the clinic describe resources of every type: only a token that
+    // may search everything sees them.
+    if principal.grant().is_some() {
+        for type_name in state.registry.resources().map(|t| t.name.clone()) {
+            if principal.permit(&type_name, Interaction::Search)? != Restriction::Unrestricted {
+                return Err(FhirError::Forbidden(format!("the access token may only partly see {type_name}")));
+            }
+        }
+    }
     let in_use = state.store.meta_in_use(&principal.tenant, None).await?;
     Ok(meta_response(meta_of(&in_use)))
 }
@@ -36,6 +46,9 @@ pub async fn type_meta(
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
     QueryParams::parse(query.as_deref()).only(&[])?;
+    if principal.permit(&definition.name, Interaction::Search)? != Restriction::Unrestricted {
+        return Err(FhirError::Forbidden(format!("the access token may only partly see {}", definition.name)));
+    }
     let in_use = state.store.meta_in_use(&principal.tenant, Some(&definition.name)).await?;
     Ok(meta_response(meta_of(&in_use)))
 }
@@ -50,7 +63,9 @@ pub async fn instance_meta(
     let definition = resource_type(&state, &type_name)?;
     let id = logical_id(&id)?;
     QueryParams::parse(query.as_deref()).only(&[])?;
+    principal.permit(&definition.name, Interaction::Read)?;
     let record = super::live(state.store.read_current(&principal.tenant, &definition.name, id).await?, &type_name, id)?;
+    policy::ensure_visible(&state, &principal, &definition.name, id, Interaction::Read).await?;
     let (body, _) = ResourceBody::from_stored(record.json.as_deref().unwrap_or_default())?;
     Ok(meta_response(Value::Object(body.meta().cloned().unwrap_or_default())))
 }
@@ -102,6 +117,7 @@ async fn change_meta(
                 .at("Parameters.parameter"),
         ]));
     };
+    policy::ensure_writable(state, principal, &definition.name, Interaction::Update, Some(id), None).await?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     transaction.lock(&format!("meta|{}/{id}", definition.name)).await?;
     let record = super::live(transaction.read_current(&definition.name, id).await?, type_name, id)?;

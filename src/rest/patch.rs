@@ -82,7 +82,8 @@ pub async fn patch(
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
     if principal.launch_patient().is_some() {
         let patched = outcome.record.json.as_deref().unwrap_or_default();
-        policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, None, Some(patched)).await?;
+        policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, Some(&id), Some(patched))
+            .await?;
     }
     integrity::commit_write(&state, transaction, &outcome.record).await?;
     Ok(write_response(&state, StatusCode::OK, outcome.record, return_preference(&headers)))

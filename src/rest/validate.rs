@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::operation::OperationInput;
 use super::{FhirBody, QueryParams, logical_id, parse_for_write, resource_type, rules};
 use crate::access::Principal;
+use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::emr::rules::WriteKind;
 use crate::error::{FhirError, Issue, IssueType, Severity, outcome_response};
@@ -90,6 +91,19 @@ async fn validate(
             IssueType::Required,
             "modes update and delete validate an instance: use [type]/[id]/$validate",
         ));
+    }
+    // Validating is asking "may I?": the token must hold the interaction it asks about, and a
+    // delete's answer says whether the resource exists, so it must also be visible.
+    let interaction = match mode {
+        Mode::Create => Interaction::Create,
+        Mode::Update => Interaction::Update,
+        Mode::Delete => Interaction::Delete,
+    };
+    principal.permit(&definition.name, interaction)?;
+    if let Some(id) = id
+        && mode != Mode::Create
+    {
+        policy::ensure_writable(state, principal, &definition.name, interaction, Some(id), None).await?;
     }
     if mode == Mode::Delete {
         let id = id.unwrap_or_default();

@@ -248,6 +248,12 @@ async fn discovery_names_the_endpoints_and_keys(app: TestApp) {
 
 async fn a_patient_app_sees_only_its_patient(app: TestApp) {
     let (a, b, oa, ob) = two_patients(&app).await;
+    // A resource of a's record that refers outside any patient's compartment.
+    let doctor = app.create(&json!({"resourceType": "Practitioner", "name": [{"family": "Carer"}]})).await;
+    let seen_by = app
+        .create(&json!({"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+            "subject": {"reference": format!("Patient/{a}")}, "performer": [{"reference": format!("Practitioner/{doctor}")}]}))
+        .await;
     patient_user(&app, "pat", &a).await;
     let scope = "launch/patient openid fhirUser offline_access patient/*.rs";
     let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
@@ -315,19 +321,35 @@ async fn a_patient_app_sees_only_its_patient(app: TestApp) {
             .map(|e| e.iter().map(|e| e["resource"]["id"].as_str().unwrap().to_string()).collect())
             .unwrap_or_default()
     };
-    let searched = ids(get("Observation".into()).await.json().await.unwrap());
-    assert_eq!(searched, vec![oa.clone()]);
+    let mut searched = ids(get("Observation".into()).await.json().await.unwrap());
+    searched.sort();
+    let mut expected = vec![oa.clone(), seen_by.clone()];
+    expected.sort();
+    assert_eq!(searched, expected);
     let included = ids(get("Observation?_include=Observation:subject".into()).await.json().await.unwrap());
     assert!(included.contains(&a) && !included.contains(&b), "{included:?}");
     let revincluded =
         ids(get(format!("Patient?_id={a},{b}&_revinclude=Observation:subject")).await.json().await.unwrap());
     assert!(revincluded.contains(&oa) && !revincluded.contains(&ob) && !revincluded.contains(&b), "{revincluded:?}");
-    let has = ids(get("Patient?_has:Observation:subject:status=final".into()).await.json().await.unwrap());
-    assert_eq!(has, vec![a.clone()]);
-    let chained = ids(get("Observation?subject:Patient.family=Beta".into()).await.json().await.unwrap());
-    assert!(chained.is_empty(), "{chained:?}");
+    // _has and chains would test resources the token cannot see: refused.
+    assert_eq!(get("Patient?_has:Observation:subject:status=final".into()).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get("Observation?subject:Patient.family=Beta".into()).await.status(), StatusCode::FORBIDDEN);
+    // $meta and $validate are checked like the interactions they stand for.
+    assert_eq!(get(format!("Observation/{ob}/$meta")).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get("$meta".into()).await.status(), StatusCode::FORBIDDEN);
+    let meta_delete = patient_app
+        .post(app.url(&format!("Observation/{ob}/$meta-delete")))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"code": "x"}]}}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(meta_delete.status(), StatusCode::FORBIDDEN);
     let everything = ids(get(format!("Patient/{a}/$everything")).await.json().await.unwrap());
-    assert!(everything.contains(&oa) && !everything.contains(&ob));
+    assert!(everything.contains(&oa) && everything.contains(&seen_by) && !everything.contains(&ob));
+    assert!(everything.contains(&doctor), "the practitioner of the record is not anyone's record: {everything:?}");
+    let performers = ids(get("Observation?_include=Observation:performer".into()).await.json().await.unwrap());
+    assert!(performers.contains(&doctor) && performers.contains(&seen_by), "{performers:?}");
     // Writes: its own record only, and nothing outside its scopes (rs = read and search).
     let write = patient_app
         .post(app.url("Observation"))
@@ -790,7 +812,7 @@ async fn browser_apps_may_call_the_api_from_another_origin(app: TestApp) {
 async fn administrators_manage_accounts_and_apps_over_http(app: TestApp) {
     staff_user(&app, "boss", "admin").await;
     staff_user(&app, "nurse", "nurse").await;
-    let scope = "openid user/*.rs";
+    let scope = "openid user/*.rs kiln/admin";
     let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
     let token_of = |username: &'static str| {
         let app = &app;
@@ -803,6 +825,14 @@ async fn administrators_manage_accounts_and_apps_over_http(app: TestApp) {
         }
     };
     let admin = authorized_client(&token_of("boss").await);
+    // An administrator's token from an app not registered for administration is not enough.
+    let (plain_app, _) = register_app(&app.state, ClientKind::Public, "openid user/*.rs", vec![REDIRECT.into()]).await;
+    let mut browser = Browser::new(&app);
+    let back =
+        sign_in_and_allow(&mut browser, &authorize_url(&app, &plain_app, "openid user/*.rs", &app.base), "boss").await;
+    let plain = authorized_client(exchange_code(&app, &back, &plain_app).await["access_token"].as_str().unwrap());
+    let denied = plain.get(format!("{}/auth/admin/users", app.root)).send().await.unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     let nurse = authorized_client(&token_of("nurse").await);
     let users = format!("{}/auth/admin/users", app.root);
     let practitioner = app.create(&json!({"resourceType": "Practitioner", "name": [{"family": "New"}]})).await;
@@ -872,7 +902,12 @@ async fn a_second_factor_is_asked_after_the_password(app: TestApp) {
     let wrong = format!("{:06}", (kiln::auth::totp::code_at(&secret, now).parse::<u32>().unwrap() + 1) % 1_000_000);
     let refused = browser.post("/auth/mfa", &[("csrf".into(), csrf.clone()), ("code".into(), wrong)]).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // A wrong code ends that sign-in: the right code no longer completes it.
     let code = kiln::auth::totp::code_at(&secret, now);
+    let late = browser.post("/auth/mfa", &[("csrf".into(), csrf.clone()), ("code".into(), code.clone())]).await;
+    assert_eq!(late.status(), StatusCode::UNAUTHORIZED);
+    let page = password_step(&mut browser, &authorize).await;
+    let csrf = form_fields(&page).into_iter().find(|(n, _)| n == "csrf").unwrap().1;
     let accepted = browser.post("/auth/mfa", &[("csrf".into(), csrf.clone()), ("code".into(), code.clone())]).await;
     assert_eq!(accepted.status(), StatusCode::SEE_OTHER);
     let consent = browser.get(&location(&accepted)).await.text().await.unwrap();
@@ -883,6 +918,54 @@ async fn a_second_factor_is_asked_after_the_password(app: TestApp) {
     let csrf = form_fields(&page).into_iter().find(|(n, _)| n == "csrf").unwrap().1;
     let replayed = other.post("/auth/mfa", &[("csrf".into(), csrf), ("code".into(), code)]).await;
     assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn a_patient_app_writes_only_into_its_own_record(app: TestApp) {
+    let (a, b, _, ob) = two_patients(&app).await;
+    patient_user(&app, "pat", &a).await;
+    let scope = "launch/patient patient/Observation.crs patient/Patient.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let mut browser = Browser::new(&app);
+    let back = sign_in_and_allow(&mut browser, &authorize_url(&app, &client_id, scope, &app.base), "pat").await;
+    let token = exchange_code(&app, &back, &client_id).await;
+    let patient_app = authorized_client(token["access_token"].as_str().unwrap());
+    let post = |body: Value| {
+        let client = patient_app.clone();
+        let url = app.url("Observation");
+        async move {
+            client
+                .post(url)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let reading = |subject: &str, note: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "home blood pressure"},
+               "subject": {"reference": format!("Patient/{subject}")}, "note": [{"text": note}]})
+    };
+    // Naming its own patient somewhere in the text does not make another patient's record its own.
+    let sneaky = post(reading(&b, &format!("see \"Patient/{a}\""))).await;
+    assert_eq!(sneaky.status(), StatusCode::FORBIDDEN);
+    let own = post(reading(&a, "morning")).await;
+    assert_eq!(own.status(), StatusCode::CREATED);
+    // The patient role adds readings but changes nothing already in the record.
+    let update = patient_app
+        .put(app.url(&format!("Observation/{ob}")))
+        .header("content-type", "application/fhir+json")
+        .body(
+            json!({"resourceType": "Observation", "id": ob, "status": "final", "code": {"text": "x"},
+                     "subject": {"reference": format!("Patient/{a}")}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(update.status(), StatusCode::FORBIDDEN);
+    let bundle: Value = app.get(&format!("Observation?subject=Patient/{b}")).await.json().await.unwrap();
+    assert_eq!(bundle["total"], 1, "nothing was added to or moved into the other patient's record");
 }
 
 crate::on_both_backends!(
@@ -898,4 +981,5 @@ crate::on_both_backends!(
     browser_apps_may_call_the_api_from_another_origin,
     administrators_manage_accounts_and_apps_over_http,
     a_second_factor_is_asked_after_the_password,
+    a_patient_app_writes_only_into_its_own_record,
 );
