@@ -239,7 +239,8 @@ async fn keep_statistics_fresh(store: DynStore) {
     }
 }
 
-/// How often a node picks up a signing key rotated elsewhere (`kiln keys rotate-signing`).
+/// How often a node picks up a signing key rotated elsewhere (`kiln keys rotate-signing`) and
+/// clears out expired codes, tokens and sessions.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 fn spawn_key_reloader(state: AppState) -> tokio::task::JoinHandle<()> {
@@ -250,6 +251,15 @@ fn spawn_key_reloader(state: AppState) -> tokio::task::JoinHandle<()> {
             interval.tick().await;
             if let Err(err) = state.auth.reload_keys(&state.store).await {
                 tracing::warn!(error = %err, "reloading the signing keys failed");
+            }
+            let now = chrono::Utc::now().timestamp();
+            let settings = &state.settings;
+            let purged = state
+                .store
+                .purge_expired(now, now - settings.session_lifetime_secs, now - settings.session_idle_secs)
+                .await;
+            if let Err(err) = purged {
+                tracing::warn!(error = %err, "purging expired authorization state failed");
             }
         }
     })

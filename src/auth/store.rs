@@ -156,6 +156,10 @@ pub trait AuthStore: Send + Sync {
     /// Records a client assertion id; false when it was already used.
     async fn use_assertion_id(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> StoreResult<bool>;
 
+    /// Deletes what can no longer be used: secrets past their expiry, sessions older than
+    /// `session_cutoff` or idle since `idle_cutoff`, revocations of families that have expired.
+    async fn purge_expired(&self, now: i64, session_cutoff: i64, idle_cutoff: i64) -> StoreResult<()>;
+
     async fn upsert_grant(&self, user_id: &str, client_id: &str, scopes: &str, now: i64) -> StoreResult<()>;
     async fn grants(&self, user_id: &str) -> StoreResult<Vec<GrantRecord>>;
     async fn delete_grant(&self, user_id: &str, client_id: &str) -> StoreResult<()>;

@@ -403,6 +403,25 @@ where
         Ok(inserted.is_some())
     }
 
+    async fn purge_expired(&self, now: i64, session_cutoff: i64, idle_cutoff: i64) -> StoreResult<()> {
+        // Used codes and rotated refresh tokens are kept a day past their expiry, so presenting
+        // one again is still recognised as reuse (and revokes what it issued).
+        sqlx::query::<DB>("DELETE FROM auth_secrets WHERE expires_at < $1")
+            .bind(now - 24 * 3600)
+            .execute(&self.writes)
+            .await?;
+        sqlx::query::<DB>("DELETE FROM auth_sessions WHERE created_at < $1 OR last_seen < $2")
+            .bind(session_cutoff)
+            .bind(idle_cutoff)
+            .execute(&self.writes)
+            .await?;
+        sqlx::query::<DB>("DELETE FROM auth_revoked_families WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writes)
+            .await?;
+        Ok(())
+    }
+
     async fn upsert_grant(&self, user_id: &str, client_id: &str, scopes: &str, now: i64) -> StoreResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO auth_grants (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \

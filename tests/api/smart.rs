@@ -968,6 +968,26 @@ async fn a_patient_app_writes_only_into_its_own_record(app: TestApp) {
     assert_eq!(bundle["total"], 1, "nothing was added to or moved into the other patient's record");
 }
 
+async fn expired_authorization_state_is_purged(app: TestApp) {
+    use kiln::auth::store::{Redeemed, SecretKind, SecretRecord};
+    let now = chrono::Utc::now().timestamp();
+    let secret = |expires_at| SecretRecord {
+        family: "f".into(),
+        client_id: "c".into(),
+        user_id: None,
+        grant_json: "{}".into(),
+        expires_at,
+    };
+    let store = &app.state.store;
+    store.insert_secret("long-gone", SecretKind::AuthorizationCode, &secret(now - 2 * 24 * 3600)).await.unwrap();
+    store.insert_secret("just-expired", SecretKind::AuthorizationCode, &secret(now - 60)).await.unwrap();
+    store.purge_expired(now, now - 3600, now - 600).await.unwrap();
+    let gone = store.redeem_secret("long-gone", SecretKind::AuthorizationCode, now).await.unwrap();
+    assert!(matches!(gone, Redeemed::Unknown), "{gone:?}");
+    let kept = store.redeem_secret("just-expired", SecretKind::AuthorizationCode, now).await.unwrap();
+    assert!(matches!(kept, Redeemed::Fresh(_)), "kept a day for reuse detection: {kept:?}");
+}
+
 crate::on_both_backends!(
     missing_and_bad_tokens_are_refused,
     discovery_names_the_endpoints_and_keys,
@@ -982,4 +1002,5 @@ crate::on_both_backends!(
     administrators_manage_accounts_and_apps_over_http,
     a_second_factor_is_asked_after_the_password,
     a_patient_app_writes_only_into_its_own_record,
+    expired_authorization_state_is_purged,
 );
