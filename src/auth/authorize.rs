@@ -270,7 +270,15 @@ async fn authorize(state: &AppState, headers: &HeaderMap, form: Form) -> Respons
             .map(|row| pages::PatientBanner { name: row.name, birth_date: row.birth_date, mrn: row.mrn }),
         None => None,
     };
+    // A standalone launch asking for the encounter context: the user picks the visit.
+    let encounters = match &patient {
+        Some(id) if checked.requested.contains(&Scope::LaunchEncounter) && checked.launch.is_none() => {
+            super::launcher::encounters(state, &session.user.tenant, id).await
+        }
+        _ => Vec::new(),
+    };
     let page = ConsentPage {
+        encounters,
         app_name: checked.client.name.clone(),
         app_uri: checked.client.launch_url.clone(),
         user_display: session.user.display_name.clone(),
@@ -399,6 +407,16 @@ async fn issue_code(
             return Err(("invalid_request", "the chosen patient does not exist".into()));
         }
         patient = Some(chosen.to_string());
+    }
+    if encounter.is_none()
+        && granted.contains(&Scope::LaunchEncounter)
+        && let (Some(patient), Some(chosen)) = (&patient, first(form, "encounter").filter(|e| !e.is_empty()))
+    {
+        // The chosen visit must be one of the patient's.
+        if !super::launcher::encounter_of(state, &session.user.tenant, patient, chosen).await {
+            return Err(("invalid_request", "the chosen encounter is not one of the patient's".into()));
+        }
+        encounter = Some(chosen.to_string());
     }
     if granted.has_context(Context::Patient) && patient.is_none() {
         return Err(("invalid_request", "patient/ scopes need a patient: ask for launch/patient".into()));

@@ -29,7 +29,7 @@ pub const SCOPES_SUPPORTED: [&str; 16] = [
     "user/*.write",
 ];
 
-pub const CAPABILITIES: [&str; 19] = [
+pub const CAPABILITIES: [&str; 20] = [
     "launch-ehr",
     "launch-standalone",
     "authorize-post",
@@ -39,6 +39,7 @@ pub const CAPABILITIES: [&str; 19] = [
     "sso-openid-connect",
     "context-ehr-patient",
     "context-ehr-encounter",
+    "context-standalone-encounter",
     "context-standalone-patient",
     "context-banner",
     "context-style",

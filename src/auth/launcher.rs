@@ -102,7 +102,14 @@ pub async fn patient_row(state: &AppState, tenant: &str, id: &str) -> Option<Pat
     found.first().map(to_row)
 }
 
-async fn encounters(state: &AppState, tenant: &str, patient: &str) -> Vec<EncounterRow> {
+/// Whether `encounter` is one of `patient`'s.
+pub async fn encounter_of(state: &AppState, tenant: &str, patient: &str, encounter: &str) -> bool {
+    let params = vec![("_id".to_string(), encounter.to_string()), ("patient".to_string(), patient.to_string())];
+    !search(state, tenant, "Encounter", params).await.is_empty()
+}
+
+/// The patient's encounters, newest first.
+pub async fn encounters(state: &AppState, tenant: &str, patient: &str) -> Vec<EncounterRow> {
     let params = vec![
         ("patient".to_string(), patient.to_string()),
         ("_sort".to_string(), "-date".to_string()),
@@ -216,6 +223,15 @@ pub async fn launch(State(state): State<AppState>, headers: HeaderMap, body: axu
         return error_page(StatusCode::BAD_REQUEST, "No such patient", "The chosen patient does not exist.");
     }
     let encounter = form.get("encounter").filter(|e| !e.is_empty()).cloned();
+    if let Some(encounter) = &encounter
+        && !encounter_of(&state, &tenant, patient, encounter).await
+    {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "No such visit",
+            "The chosen encounter is not one of the patient's.",
+        );
+    }
     let context = Grant { patient: Some(patient.clone()), encounter, tenant: tenant.clone(), ..Grant::default() };
     let launch = random_token(24);
     let record = SecretRecord {

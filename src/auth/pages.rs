@@ -79,6 +79,9 @@ pub struct ConsentPage {
     pub patient_facing: bool,
     pub patient_banner: Option<PatientBanner>,
     pub scopes: Vec<ScopeChoice>,
+    /// For a standalone `launch/encounter`: the patient's encounters to choose from, posted as
+    /// `encounter` (newest first, the first preselected); empty for no choice.
+    pub encounters: Vec<EncounterRow>,
     pub action: String,
     /// Must not reuse `csrf`, `scope` or `decision`: in particular, leave out the request's own `scope`, since the
     /// submitted `scope` fields are the user's answer.
@@ -201,7 +204,7 @@ pub fn render_mfa(page: &MfaPage) -> String {
 }
 
 pub fn render_consent(page: &ConsentPage) -> String {
-    debug_assert_no_clash(&page.hidden, &["csrf", "scope", "decision"]);
+    debug_assert_no_clash(&page.hidden, &["csrf", "scope", "decision", "encounter"]);
     render("consent.html", page, Some(Session { user_display: &page.user_display, csrf: &page.csrf }))
 }
 

@@ -988,6 +988,47 @@ async fn expired_authorization_state_is_purged(app: TestApp) {
     assert!(matches!(kept, Redeemed::Fresh(_)), "kept a day for reuse detection: {kept:?}");
 }
 
+async fn a_standalone_launch_may_choose_the_encounter(app: TestApp) {
+    let (a, b, ..) = two_patients(&app).await;
+    patient_user(&app, "pat", &a).await;
+    let visit = |p: &str, start: &str| {
+        json!({"resourceType": "Encounter", "status": "finished",
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
+               "subject": {"reference": format!("Patient/{p}")}, "period": {"start": start, "end": start}})
+    };
+    let older = app.create(&visit(&a, "2024-01-05T10:00:00Z")).await;
+    let newer = app.create(&visit(&a, "2025-02-07T10:00:00Z")).await;
+    let others = app.create(&visit(&b, "2025-03-01T10:00:00Z")).await;
+    let scope = "launch/patient launch/encounter patient/*.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get(&authorize_url(&app, &client_id, scope, &app.base)).await.text().await.unwrap();
+    let mut form = form_fields(&page);
+    form.push(("username".into(), "pat".into()));
+    form.push(("password".into(), "correct horse battery".into()));
+    let signed_in = browser.post("/auth/login", &form).await;
+    let consent = browser.get(&location(&signed_in)).await.text().await.unwrap();
+    let newer_at = consent.find(&format!("value=\"{newer}\"")).expect("the newer visit is offered");
+    let older_at = consent.find(&format!("value=\"{older}\"")).expect("the older visit is offered");
+    assert!(newer_at < older_at, "newest first");
+    assert!(!consent.contains(&others), "only the patient's own visits");
+    let mut allow = form_fields(&consent);
+    allow.push(("decision".into(), "allow".into()));
+    // Another patient's encounter cannot be slipped in.
+    let mut forged = allow.clone();
+    forged.push(("encounter".into(), others.clone()));
+    let refused = location(&browser.post("/auth/consent", &forged).await);
+    assert_eq!(query_of(&refused)["error"], "invalid_request");
+    let page = browser.get(&authorize_url(&app, &client_id, scope, &app.base)).await.text().await.unwrap();
+    let mut allow = form_fields(&page);
+    allow.push(("decision".into(), "allow".into()));
+    allow.push(("encounter".into(), older.clone()));
+    let back = location(&browser.post("/auth/consent", &allow).await);
+    let token = exchange_code(&app, &back, &client_id).await;
+    assert_eq!(token["encounter"], older.as_str());
+    assert_eq!(token["fhirContext"][0]["reference"], format!("Encounter/{older}"));
+}
+
 crate::on_both_backends!(
     missing_and_bad_tokens_are_refused,
     discovery_names_the_endpoints_and_keys,
@@ -1003,4 +1044,5 @@ crate::on_both_backends!(
     a_second_factor_is_asked_after_the_password,
     a_patient_app_writes_only_into_its_own_record,
     expired_authorization_state_is_purged,
+    a_standalone_launch_may_choose_the_encounter,
 );

@@ -246,6 +246,7 @@ fn consent() -> ConsentPage {
                 required: false,
             },
         ],
+        encounters: vec![],
         action: "/auth/authorize/consent".into(),
         hidden: consent_hidden(),
         csrf: "csrf-consent-789".into(),
@@ -497,6 +498,15 @@ fn consent_for_a_clinician_speaks_of_patient_records_and_shows_the_patient() {
     };
     let html = render_consent(&page);
     assert_eq!(text_of(&html, "h1"), "Growth Chart wants to access patient records");
+    assert!(!html.contains("name=\"encounter\""), "no visit to choose unless asked");
+    let with_visits = ConsentPage {
+        encounters: vec![EncounterRow { id: "e2".into(), label: "2024-03-01 ambulatory".into() }],
+        ..page.clone()
+    };
+    let html = render_consent(&with_visits);
+    assert!(html.contains("<select id=\"encounter\" name=\"encounter\">"), "{html}");
+    assert!(html.contains("<option value=\"e2\">2024-03-01 ambulatory</option>"));
+    assert!(html.contains("<label for=\"encounter\">"));
     assert!(!html.contains("Connected apps"));
     let banner = text_of(&html, "section");
     assert!(banner.contains("Jamie Smith") && banner.contains("2019-04-02") && banner.contains("MRN-0001"), "{banner}");
