@@ -220,9 +220,17 @@ pub async fn ensure_writable(
     content: Option<&[u8]>,
 ) -> Result<(), FhirError> {
     let restriction = principal.permit(resource_type, interaction)?;
-    let Restriction::Confined { patient, .. } = &restriction else {
+    let Restriction::Confined { patient, filter } = &restriction else {
         return Ok(());
     };
+    // Whether written content would match a granular filter is a search over content not yet
+    // stored: rather than guess, such writes are refused.
+    if filter.is_some() && content.is_some() {
+        return Err(FhirError::Forbidden(format!(
+            "the access token's {} scope for {resource_type} is limited by a search filter; it cannot write",
+            verb(interaction)
+        )));
+    }
     if let Some(id) = existing
         && let Some(current) = state.store.read_current(&principal.tenant, resource_type, id).await?
     {

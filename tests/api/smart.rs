@@ -1029,6 +1029,46 @@ async fn a_standalone_launch_may_choose_the_encounter(app: TestApp) {
     assert_eq!(token["fhirContext"][0]["reference"], format!("Encounter/{older}"));
 }
 
+async fn a_granular_scope_filters_reads_and_searches(app: TestApp) {
+    let category = "http://terminology.hl7.org/CodeSystem/observation-category";
+    let observation = |code: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": code},
+               "category": [{"coding": [{"system": category, "code": code}]}]})
+    };
+    let lab = app.create(&observation("laboratory")).await;
+    let vital = app.create(&observation("vital-signs")).await;
+    let scope = format!("system/Observation.crs?category={category}|laboratory");
+    let (client_id, secret) = register_app(&app.state, ClientKind::ConfidentialSymmetric, &scope, vec![]).await;
+    let response = Client::new()
+        .post(format!("{}/auth/token", app.root))
+        .basic_auth(&client_id, secret.as_deref())
+        .form(&[("grant_type", "client_credentials"), ("scope", scope.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let token: Value = response.json().await.unwrap();
+    let labs_only = authorized_client(token["access_token"].as_str().unwrap());
+    let bundle: Value = labs_only.get(app.url("Observation")).send().await.unwrap().json().await.unwrap();
+    let found: Vec<&str> =
+        bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(found, vec![lab.as_str()]);
+    assert_eq!(labs_only.get(app.url(&format!("Observation/{lab}"))).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        labs_only.get(app.url(&format!("Observation/{vital}"))).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // Whether new content matches the filter is not guessed: writes under a filtered scope are refused.
+    let write = labs_only
+        .post(app.url("Observation"))
+        .header("content-type", "application/fhir+json")
+        .body(observation("laboratory").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+}
+
 crate::on_both_backends!(
     missing_and_bad_tokens_are_refused,
     discovery_names_the_endpoints_and_keys,
@@ -1045,4 +1085,5 @@ crate::on_both_backends!(
     a_patient_app_writes_only_into_its_own_record,
     expired_authorization_state_is_purged,
     a_standalone_launch_may_choose_the_encounter,
+    a_granular_scope_filters_reads_and_searches,
 );
