@@ -139,6 +139,15 @@ fn authorize_url(_app: &TestApp, client_id: &str, scope: &str, aud: &str) -> Str
     format!("/auth/authorize?{query}")
 }
 
+/// Opens `authorize` (or any page that asks to sign in) and submits the sign-in form.
+async fn submit_sign_in(browser: &mut Browser, authorize: &str, username: &str, password: &str) -> reqwest::Response {
+    let page = browser.get(authorize).await.text().await.unwrap();
+    let mut form = form_fields(&page);
+    form.push(("username".into(), username.into()));
+    form.push(("password".into(), password.into()));
+    browser.post("/auth/login", &form).await
+}
+
 /// Signs in through the sign-in page and allows everything on the consent page; answers the
 /// redirect back to the app.
 async fn sign_in_and_allow(browser: &mut Browser, authorize: &str, username: &str) -> String {
@@ -402,11 +411,13 @@ async fn authorize_refuses_bad_requests(app: TestApp) {
     assert_eq!(query_of(&location(&response))["error"], "invalid_request");
     // A consent form without the session's CSRF token is refused.
     let mut browser = Browser::new(&app);
-    let page = browser.get(&authorize_url(&app, &client_id, scope, &app.base)).await.text().await.unwrap();
-    let mut form = form_fields(&page);
-    form.push(("username".into(), "pat".into()));
-    form.push(("password".into(), "correct horse battery".into()));
-    let signed_in = browser.post("/auth/login", &form).await;
+    let signed_in = submit_sign_in(
+        &mut browser,
+        &authorize_url(&app, &client_id, scope, &app.base),
+        "pat",
+        "correct horse battery",
+    )
+    .await;
     let consent = browser.get(&location(&signed_in)).await.text().await.unwrap();
     let mut forged: Vec<(String, String)> = form_fields(&consent).into_iter().filter(|(n, _)| n != "csrf").collect();
     forged.push(("csrf".into(), "guessed".into()));
@@ -414,11 +425,9 @@ async fn authorize_refuses_bad_requests(app: TestApp) {
     assert_eq!(browser.post("/auth/consent", &forged).await.status(), StatusCode::FORBIDDEN);
     // A wrong password is answered on the sign-in page, without saying which part was wrong.
     let mut stranger = Browser::new(&app);
-    let page = stranger.get(&authorize_url(&app, &client_id, scope, &app.base)).await.text().await.unwrap();
-    let mut form = form_fields(&page);
-    form.push(("username".into(), "pat".into()));
-    form.push(("password".into(), "wrong password!".into()));
-    let refused = stranger.post("/auth/login", &form).await;
+    let refused =
+        submit_sign_in(&mut stranger, &authorize_url(&app, &client_id, scope, &app.base), "pat", "wrong password!")
+            .await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.text().await.unwrap().contains("user name or password is wrong"));
 }
@@ -430,21 +439,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes(app: TestApp) {
     let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
     let mut browser = Browser::new(&app);
     let back = sign_in_and_allow(&mut browser, &authorize_url(&app, &client_id, scope, &app.base), "pat").await;
-    let code = query_of(&back)["code"].clone();
-    let token: Value = token_request(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &client_id),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let token = exchange_code(&app, &back, &client_id).await;
     let first = token["refresh_token"].as_str().unwrap().to_string();
     // Escalation is refused.
     let escalate = token_request(
@@ -461,21 +456,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes(app: TestApp) {
     assert_eq!(escalate.json::<Value>().await.unwrap()["error"], "invalid_scope");
     // The refusal used the token up (it was redeemed); the rotation chain starts from a new grant.
     let back = sign_in_again(&mut browser, &authorize_url(&app, &client_id, scope, &app.base)).await;
-    let code = query_of(&back)["code"].clone();
-    let token: Value = token_request(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &client_id),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let token = exchange_code(&app, &back, &client_id).await;
     let first = token["refresh_token"].as_str().unwrap().to_string();
     let rotated: Value = token_request(
         &app,
@@ -723,11 +704,7 @@ async fn clinicians_pick_a_patient_and_roles_bound_user_tokens(app: TestApp) {
     // A nurse's standalone launch: sign in, pick the patient, consent.
     let mut browser = Browser::new(&app);
     let authorize = authorize_url(&app, &client_id, scope, &app.base);
-    let page = browser.get(&authorize).await.text().await.unwrap();
-    let mut form = form_fields(&page);
-    form.push(("username".into(), "nurse".into()));
-    form.push(("password".into(), "correct horse battery".into()));
-    let signed_in = browser.post("/auth/login", &form).await;
+    let signed_in = submit_sign_in(&mut browser, &authorize, "nurse", "correct horse battery").await;
     let picker = browser.get(&location(&signed_in)).await.text().await.unwrap();
     assert!(picker.contains("name=\"birthdate\""), "a patient picker: {picker}");
     let mut search: Vec<(String, String)> =
@@ -877,11 +854,7 @@ async fn administrators_manage_accounts_and_apps_over_http(app: TestApp) {
 
 /// Signs in with the password of "doc": answers the page that follows (the code page).
 async fn password_step(browser: &mut Browser, authorize: &str) -> String {
-    let page = browser.get(authorize).await.text().await.unwrap();
-    let mut form = form_fields(&page);
-    form.push(("username".into(), "doc".into()));
-    form.push(("password".into(), "correct horse battery".into()));
-    let asked = browser.post("/auth/login", &form).await;
+    let asked = submit_sign_in(browser, authorize, "doc", "correct horse battery").await;
     assert_eq!(asked.status(), StatusCode::OK, "the password alone does not sign in");
     asked.text().await.unwrap()
 }
@@ -1002,11 +975,13 @@ async fn a_standalone_launch_may_choose_the_encounter(app: TestApp) {
     let scope = "launch/patient launch/encounter patient/*.rs";
     let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
     let mut browser = Browser::new(&app);
-    let page = browser.get(&authorize_url(&app, &client_id, scope, &app.base)).await.text().await.unwrap();
-    let mut form = form_fields(&page);
-    form.push(("username".into(), "pat".into()));
-    form.push(("password".into(), "correct horse battery".into()));
-    let signed_in = browser.post("/auth/login", &form).await;
+    let signed_in = submit_sign_in(
+        &mut browser,
+        &authorize_url(&app, &client_id, scope, &app.base),
+        "pat",
+        "correct horse battery",
+    )
+    .await;
     let consent = browser.get(&location(&signed_in)).await.text().await.unwrap();
     let newer_at = consent.find(&format!("value=\"{newer}\"")).expect("the newer visit is offered");
     let older_at = consent.find(&format!("value=\"{older}\"")).expect("the older visit is offered");
