@@ -97,10 +97,7 @@ async fn history(
     let mut records = state.store.history(&principal.tenant, scope, &filter).await?;
     if principal.grant().is_some() && !matches!(scope, HistoryScope::Instance(..)) {
         // Versions of resources the token may not read are left out (the page may come out short).
-        let keep = super::search::visible_only(state, principal, records.clone()).await?;
-        let keys: std::collections::HashSet<(String, String)> =
-            keep.into_iter().map(|r| (r.resource_type, r.id)).collect();
-        records.retain(|r| keys.contains(&(r.resource_type.clone(), r.id.clone())));
+        records = super::search::visible_only(state, principal, records).await?;
     }
     let has_more = records.len() > count as usize;
     records.truncate(count as usize);
