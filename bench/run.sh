@@ -12,6 +12,8 @@
 #        BENCH_RESULTS=$REPO/bench/results  REPO (the Kiln checkout)  KILN_BIN=$REPO/target/release/kiln
 #        BENCH_AUTH=on (default: every request carries a system/ access token the server verifies, as
 #        in a deployment) or off (no token; the server runs with open_access_for_development)
+#        BENCH_AUDIT=on (default: every request is written to the audit trail before it is answered,
+#        as in a deployment) or off (the server runs with audit = false, to measure what it costs)
 # needs: curl, python3 (free ports); PostgreSQL binaries for the postgres backend (else it is skipped).
 set -euo pipefail
 
@@ -32,6 +34,7 @@ SCENARIOS="${BENCH_SCENARIOS:-read,vread,history,type-history,search,everything,
 RESULTS="${BENCH_RESULTS:-$REPO/bench/results}"
 AUTH="${BENCH_AUTH:-on}"
 case "$AUTH" in on) OPEN=false ;; off) OPEN=true ;; *) echo "run.sh: BENCH_AUTH is on or off" >&2; exit 2 ;; esac
+case "${BENCH_AUDIT:-on}" in on) AUDIT=true ;; off) AUDIT=false ;; *) echo "run.sh: BENCH_AUDIT is on or off" >&2; exit 2 ;; esac
 
 for bin in "$DRIVER" "$KILN"; do
     [ -x "$bin" ] || { echo "run.sh: $bin is missing: cargo build --release --bins" >&2; exit 2; }
@@ -91,7 +94,7 @@ for backend in $BACKENDS; do
 
     PORT="$(free_port)"
     BASE="http://127.0.0.1:$PORT/fhir"
-    KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=$OPEN KILN_LOG=warn "$KILN" serve >"$dir/kiln.log" 2>&1 &
+    KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=$OPEN KILN_AUDIT=$AUDIT KILN_LOG=warn "$KILN" serve >"$dir/kiln.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 1 300); do
         curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
@@ -125,7 +128,7 @@ for backend in $BACKENDS; do
     "$DRIVER" run --base "$BASE" --targets "$dir/targets.txt" --scenario "$SCENARIOS" \
         --concurrency "$CONCURRENCY" --duration "$SECS" --warmup "$WARMUP" \
         --baseline "http://$ADDR/fhir" --baseline-duration "$BASELINE_SECS" \
-        --ingest-baseline "$dir/bulk.json" --kiln-pid "$SERVER" --label "$backend$( [ "$AUTH" = off ] && echo ' (no auth)')" --out "$out" >"$dir/table.txt"
+        --ingest-baseline "$dir/bulk.json" --kiln-pid "$SERVER" --label "$backend$( [ "$AUTH" = off ] && echo ' (no auth)')$( [ "$AUDIT" = false ] && echo ' (no audit)')" --out "$out" >"$dir/table.txt"
     files+=("$out")
 
     stop "$BASELINE"; BASELINE=""

@@ -34,6 +34,7 @@ pub struct AppState {
     pub default_tenant: TenantId,
     pub capability_statement: bytes::Bytes,
     pub auth: Arc<crate::auth::AuthServer>,
+    pub audit: crate::audit::Auditor,
 }
 
 impl AppState {
@@ -45,8 +46,14 @@ impl AppState {
         store.ensure_tenant(&default_tenant, "Default clinic").await?;
         let registry = Registry::global();
         let auth = Arc::new(crate::auth::AuthServer::open(&store, &base_url).await?);
+        let audit = if settings.audit {
+            crate::audit::Auditor::start(store.clone(), registry)
+        } else {
+            crate::audit::Auditor::disabled()
+        };
         Ok(AppState {
             auth,
+            audit,
             store,
             registry,
             capability_statement: rest::capabilities::build(registry, &base_url).into(),
@@ -109,7 +116,10 @@ impl Application {
         let statistics = spawn_statistics_refresher(self.state.store.clone());
         let keys = spawn_key_reloader(self.state.clone());
         tracing::info!(address = %local, base_url = %self.state.base_url, backend = self.state.store.backend_name(), "Kiln is listening");
-        let result = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        let result =
+            axum::serve(self.listener, self.router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await;
         statistics.abort();
         keys.abort();
         self.state.store.close().await;
@@ -165,6 +175,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(middleware::from_fn(rest::format::negotiate))
         .with_state(state.clone())
         .merge(entries)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::audit::middleware::audit))
         .layer(crate::auth::cors());
 
     let request_id = HeaderName::from_static("x-request-id");

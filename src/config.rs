@@ -39,6 +39,8 @@ pub struct Settings {
     /// Lets requests without a token act as the default tenant with full access. For local
     /// development only: never in a deployment that holds real records.
     pub open_access_for_development: bool,
+    /// Records every access in the audit trail. Off only to measure what auditing costs.
+    pub audit: bool,
     /// Lifetime of access tokens (at most an hour).
     pub access_token_lifetime_secs: i64,
     /// Lifetime of refresh tokens; each use rotates the token and restarts the clock.
@@ -98,6 +100,7 @@ impl Settings {
             .set_default("request_timeout_secs", 60)?
             .set_default("log", "info")?
             .set_default("open_access_for_development", false)?
+            .set_default("audit", true)?
             .set_default("access_token_lifetime_secs", 3600)?
             .set_default("refresh_token_lifetime_secs", 30 * 24 * 3600)?
             .set_default("session_lifetime_secs", 8 * 3600)?

@@ -1,5 +1,6 @@
 //! The `kiln` command line: `serve` runs the FHIR server, `migrate` applies database migrations,
-//! `demo-data` generates synthetic records, `import` loads Bundles and NDJSON files.
+//! `demo-data` generates synthetic records, `import` loads Bundles and NDJSON files; `user`,
+//! `client` and `keys` administer the authorization server, `audit` the audit trail.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,37 @@ enum Command {
     /// The keys access and ID tokens are signed with.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The audit trail: verify its hash chains, report who accessed which records.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every clinic's hash chain; exits 1 and names the first broken link if one is found.
+    Verify,
+    /// Accounting of disclosures for a period: the patients whose records were accessed, by whom,
+    /// and whether 500 or more individuals are involved (breach assessment).
+    Report {
+        /// First day (YYYY-MM-DD) or instant of the period.
+        #[arg(long)]
+        from: String,
+        /// Last day (YYYY-MM-DD) or instant of the period, inclusive.
+        #[arg(long)]
+        to: String,
+        /// Only what this user did (user name or account id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only accesses to this patient's record (Patient id).
+        #[arg(long)]
+        patient: Option<String>,
+        /// Only accesses granted by breaking the glass, with their reasons.
+        #[arg(long)]
+        break_glass: bool,
+        /// The clinic (default: default_tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +226,10 @@ async fn main() -> ExitCode {
         Command::User(command) => user(settings, command).await,
         Command::Client(command) => client(settings, command).await,
         Command::Keys(KeysCommand::RotateSigning) => rotate_signing(settings).await,
+        Command::Audit(AuditCommand::Verify) => return audit_verify(settings).await,
+        Command::Audit(AuditCommand::Report { from, to, user, patient, break_glass, tenant }) => {
+            audit_report(settings, from, to, user, patient, break_glass, tenant).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -325,6 +361,94 @@ async fn rotate_signing(settings: Settings) -> Result<(), Box<dyn std::error::Er
     let kid = kiln::auth::keys::rotate(&store).await?;
     println!("the active signing key is now {kid}; earlier keys verify the tokens they signed until those expire");
     store.close().await;
+    Ok(())
+}
+
+async fn audit_verify(settings: Settings) -> ExitCode {
+    let result = async {
+        let store = open_store(&settings).await?;
+        let results = kiln::audit::chain::verify_all(&store).await;
+        store.close().await;
+        Ok::<_, Box<dyn std::error::Error>>(results?)
+    }
+    .await;
+    match result {
+        Ok(results) => {
+            let mut intact = true;
+            for result in &results {
+                match &result.broken {
+                    None => println!("clinic {}: {} audit records, chain intact", result.tenant, result.intact),
+                    Some(broken) => {
+                        intact = false;
+                        println!(
+                            "clinic {}: BROKEN at link {} (AuditEvent/{}): {}; {} records before it are intact",
+                            result.tenant, broken.seq, broken.id, broken.reason, result.intact
+                        );
+                    }
+                }
+            }
+            if results.is_empty() {
+                println!("no audit records yet");
+            }
+            if intact { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(err) => {
+            eprintln!("kiln audit verify: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn audit_report(
+    settings: Settings,
+    from: String,
+    to: String,
+    user: Option<String>,
+    patient: Option<String>,
+    break_glass_only: bool,
+    tenant: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = open_store(&settings).await?;
+    let tenant = kiln::access::TenantId::parse(tenant.as_deref().unwrap_or(&settings.default_tenant))?;
+    // A user name is looked up; anything else is taken as an account id.
+    let user = match user {
+        Some(name) => Some(store.user_by_name(&name).await?.map(|u| u.user_id).unwrap_or(name)),
+        None => None,
+    };
+    let request = kiln::audit::report::ReportRequest {
+        tenant: tenant.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        user,
+        patient,
+        break_glass_only,
+    };
+    let report = kiln::audit::report::build(&store, &request).await?;
+    store.close().await;
+    println!("Audit report for clinic {tenant}, {from} to {to}");
+    println!("events: {} ({} refused or failed, nothing disclosed)", report.events, report.refused);
+    println!("individuals whose records were accessed: {}", report.patients.len());
+    if report.reaches_media_threshold() {
+        println!(
+            "WARNING: {} or more individuals: a breach involving them must also be reported to HHS and the media",
+            kiln::audit::report::BREACH_MEDIA_THRESHOLD
+        );
+    }
+    println!("\nby patient (events, first, last, accessed by):");
+    for (patient, line) in &report.patients {
+        let by: Vec<&str> = line.accessed_by.iter().map(String::as_str).collect();
+        println!("  Patient/{patient}  {}  {}  {}  {}", line.events, line.first, line.last, by.join(", "));
+    }
+    println!("\nby actor (events):");
+    for (actor, events) in &report.actors {
+        println!("  {actor}  {events}");
+    }
+    if !report.break_glass.is_empty() {
+        println!("\nbreak-the-glass accesses (recorded, actor, reason):");
+        for (recorded, actor, reason) in &report.break_glass {
+            println!("  {recorded}  {actor}  {reason}");
+        }
+    }
     Ok(())
 }
 

@@ -49,6 +49,13 @@ fn single_filter(filters: Vec<Filter>, resource_type: &str) -> Result<Filter, Fh
 impl Principal {
     /// Whether the principal may perform `interaction` on `resource_type`, and within what.
     pub fn permit(&self, resource_type: &str, interaction: Interaction) -> Result<Restriction, FhirError> {
+        // The audit trail is written by the server alone, whoever asks and however.
+        if resource_type == "AuditEvent" && !matches!(interaction, Interaction::Read | Interaction::Search) {
+            return Err(FhirError::MethodNotAllowed(format!(
+                "AuditEvent records are written by the server and never changed; {} is not allowed",
+                verb(interaction)
+            )));
+        }
         let Some(grant) = self.grant() else {
             return Ok(Restriction::Unrestricted);
         };

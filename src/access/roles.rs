@@ -114,9 +114,10 @@ pub fn allows(role: &str, resource_type: &str, interaction: Interaction) -> bool
             _ => false,
         },
         // Patients (and their representatives) read their own record and add to it what patients
-        // report; the patient compartment confines them to it.
+        // report; the patient compartment confines them to it. They may also read who accessed
+        // their record (the accounting of disclosures, HIPAA §164.528).
         "patient" | "related-person" => match class {
-            Audit => false,
+            Audit => read,
             _ => {
                 read || (interaction == Interaction::Create
                     && matches!(resource_type, "QuestionnaireResponse" | "Communication" | "Observation"))
@@ -166,6 +167,8 @@ mod tests {
         }
         assert!(allows("admin", "AuditEvent", Search));
         assert!(!allows("physician", "AuditEvent", Read));
+        assert!(allows("patient", "AuditEvent", Search), "the accounting of disclosures");
+        assert!(!allows("patient", "AuditEvent", Update));
         assert!(!allows("janitor", "ValueSet", Create));
         assert!(!allows("janitor", "Patient", Read));
     }

@@ -169,6 +169,7 @@ pub async fn start(State(state): State<AppState>, Query(query): Query<HashMap<St
 /// `GET /auth/federation/callback?code=…&state=…`: checks the answer and signs the user in.
 pub async fn callback(
     State(state): State<AppState>,
+    origin: crate::audit::event::Origin,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
@@ -231,7 +232,7 @@ pub async fn callback(
             return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Please try again.");
         }
     };
-    let mut response = start_session(&state, &user, &flow.next).await;
+    let mut response = start_session(&state, &origin, &user, &flow.next).await;
     if let Ok(value) = HeaderValue::from_str(&format!("{STATE_COOKIE}=; Path=/auth; HttpOnly; SameSite=Lax; Max-Age=0"))
     {
         response.headers_mut().append(header::SET_COOKIE, value);

@@ -2,6 +2,10 @@
 //! SameSite=Lax, Secure over HTTPS, 24 h at most with an idle time-out), CSRF tokens on every
 //! form, and sign-out. Only paths under `/auth/` are followed after sign-in: no open redirects.
 
+use crate::audit::{
+    self,
+    event::{Actor, Kind, Origin, Outcome},
+};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -126,7 +130,12 @@ pub async fn login_page(State(state): State<AppState>, Query(query): Query<HashM
 }
 
 /// `POST /auth/login`: checks the login CSRF token and the password, then starts a session.
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    origin: Origin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let next = safe_next(form.get("next").map(String::as_str));
     let username = form.get("username").map(String::as_str).unwrap_or("").trim();
@@ -157,13 +166,29 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: axum
         Some(user) if verified && !user.disabled => user,
         _ => {
             tracing::info!(username, "sign-in refused");
+            let actor = match &user {
+                Some(user) => Actor::user(user),
+                None => Actor { claimed_name: Some(username.to_string()), ..Actor::default() },
+            };
+            let tenant = user.as_ref().map(|u| u.tenant.as_str());
+            let reason = "wrong user name or password, or a disabled account";
+            audit::record_auth_event(
+                &state,
+                tenant,
+                Kind::login(),
+                &actor,
+                &origin,
+                Outcome::MinorFailure,
+                Some(reason),
+            )
+            .await;
             return sign_in_page(&state, &next, None, username, Some("The user name or password is wrong.".into()));
         }
     };
     if user.totp_secret.is_some() {
         return second_factor_page(&state, &user, &next).await;
     }
-    start_session(&state, &user, &next).await
+    start_session(&state, &origin, &user, &next).await
 }
 
 const SECOND_FACTOR_COOKIE: &str = "kiln_mfa";
@@ -213,7 +238,12 @@ fn mfa_page(user_display: &str, csrf: &str, error: Option<String>, status: Statu
 }
 
 /// `POST /auth/mfa`: the one-time code of a sign-in whose password was right.
-pub async fn second_factor(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn second_factor(
+    State(state): State<AppState>,
+    origin: Origin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let expired = || error_page(StatusCode::UNAUTHORIZED, "Sign-in expired", "Sign in again with your password.");
     let Some(token) = cookie(&headers, SECOND_FACTOR_COOKIE) else { return expired() };
@@ -241,6 +271,17 @@ pub async fn second_factor(State(state): State<AppState>, headers: HeaderMap, bo
         // One guess per password: a wrong code ends the pending sign-in, so guessing codes costs
         // a password check (and its Argon2 work) each time.
         tracing::info!(user = %user.username, "a one-time code was refused");
+        let reason = Some("wrong one-time code");
+        audit::record_auth_event(
+            &state,
+            Some(&user.tenant),
+            Kind::login(),
+            &Actor::user(&user),
+            &origin,
+            Outcome::MinorFailure,
+            reason,
+        )
+        .await;
         let _ = state.store.redeem_secret(&digest(&token), kind, now).await;
         let error = Some("That code was wrong or already used. Sign in again.".into());
         let mut response = sign_in_page(&state, &pending.next, None, &user.username, error);
@@ -249,13 +290,13 @@ pub async fn second_factor(State(state): State<AppState>, headers: HeaderMap, bo
     }
     // The pending sign-in is used up: its cookie cannot start a second session.
     let _ = state.store.redeem_secret(&digest(&token), kind, now).await;
-    let mut response = start_session(&state, &user, &pending.next).await;
+    let mut response = start_session(&state, &origin, &user, &pending.next).await;
     response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SECOND_FACTOR_COOKIE, "", 0));
     response
 }
 
 /// Starts a session for `user` and sends the browser on to `next` (already checked).
-pub async fn start_session(state: &AppState, user: &UserRecord, next: &str) -> Response {
+pub async fn start_session(state: &AppState, origin: &Origin, user: &UserRecord, next: &str) -> Response {
     let token = random_token(32);
     let now = chrono::Utc::now().timestamp();
     let record =
@@ -265,6 +306,16 @@ pub async fn start_session(state: &AppState, user: &UserRecord, next: &str) -> R
         return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Please try again.");
     }
     tracing::info!(user = %user.username, "signed in");
+    audit::record_auth_event(
+        state,
+        Some(&user.tenant),
+        Kind::login(),
+        &Actor::user(user),
+        origin,
+        Outcome::Success,
+        None,
+    )
+    .await;
     let mut response = Redirect::to(next).into_response();
     let lifetime = state.settings.session_lifetime_secs;
     response.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, lifetime));
@@ -278,13 +329,29 @@ pub fn csrf_matches(session: &Session, form: &HashMap<String, String>) -> bool {
 }
 
 /// `POST /auth/logout`: ends the session; `online_access` grants end with it.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn logout(
+    State(state): State<AppState>,
+    origin: Origin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     if let Some(session) = current(&state, &headers).await {
         if !csrf_matches(&session, &form) {
             return error_page(StatusCode::FORBIDDEN, "Sign-out refused", "The form did not come from this site.");
         }
         let _ = state.store.delete_session(&session.id).await;
+        let user = &session.user;
+        audit::record_auth_event(
+            &state,
+            Some(&user.tenant),
+            Kind::logout(),
+            &Actor::user(user),
+            &origin,
+            Outcome::Success,
+            None,
+        )
+        .await;
     }
     let page = InfoPage { title: "Signed out".into(), message: "You are signed out.".into() };
     let mut response = Html(pages::render_info(&page)).into_response();

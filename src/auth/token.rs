@@ -2,6 +2,10 @@
 //! authorization code (with PKCE, RFC 7636), rotates a refresh token (with reuse detection), and
 //! serves backend services' `client_credentials` grants (SMART Backend Services).
 
+use crate::audit::{
+    self,
+    event::{Actor, Kind, Origin, Outcome},
+};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -89,18 +93,54 @@ pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     Ok(form)
 }
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+/// A token response and the claims of the access token in it.
+struct Issued {
+    answer: Value,
+    claims: AccessClaims,
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    origin: Origin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     match exchange(&state, &headers, &body).await {
-        Ok(answer) => {
+        Ok(Issued { answer, claims }) => {
+            let actor = Actor {
+                user: (claims.sub != claims.client_id).then(|| claims.sub.clone()),
+                fhir_user: claims.fhir_user.clone(),
+                role: claims.role.clone(),
+                client_id: Some(claims.client_id.clone()),
+                claimed_name: None,
+            };
+            let scope = format!("scope: {}", claims.scope);
+            audit::record_auth_event(
+                &state,
+                Some(&claims.tenant),
+                Kind::token_issued(),
+                &actor,
+                &origin,
+                Outcome::Success,
+                Some(&scope),
+            )
+            .await;
             let mut response = (StatusCode::OK, axum::Json(answer)).into_response();
             no_store(response.headers_mut());
             response
         }
-        Err(err) => err.into_response(),
+        Err(err) => {
+            let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+            let actor = Actor { client_id: form.get("client_id").cloned(), ..Actor::default() };
+            let reason = format!("{}: {}", err.error, err.description);
+            let outcome = if err.status.is_server_error() { Outcome::SeriousFailure } else { Outcome::MinorFailure };
+            audit::record_auth_event(&state, None, Kind::token_issued(), &actor, &origin, outcome, Some(&reason)).await;
+            err.into_response()
+        }
     }
 }
 
-async fn exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+async fn exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Issued, OAuthError> {
     let form_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !form_type.starts_with("application/x-www-form-urlencoded") {
         return Err(OAuthError::new("invalid_request", "the body must be application/x-www-form-urlencoded"));
@@ -132,7 +172,7 @@ async fn authorization_code(
     state: &AppState,
     client: &ClientRecord,
     form: &HashMap<String, String>,
-) -> Result<Value, OAuthError> {
+) -> Result<Issued, OAuthError> {
     let code = required(form, "code")?;
     let now = chrono::Utc::now().timestamp();
     let secret = match state.store.redeem_secret(&digest(code), SecretKind::AuthorizationCode, now).await {
@@ -168,7 +208,7 @@ async fn refresh(
     state: &AppState,
     client: Option<&ClientRecord>,
     form: &HashMap<String, String>,
-) -> Result<Value, OAuthError> {
+) -> Result<Issued, OAuthError> {
     let presented = required(form, "refresh_token")?;
     let now = chrono::Utc::now().timestamp();
     let secret = match state.store.redeem_secret(&digest(presented), SecretKind::RefreshToken, now).await {
@@ -236,7 +276,7 @@ async fn client_credentials(
     client: &ClientRecord,
     proof: ClientProof,
     form: &HashMap<String, String>,
-) -> Result<Value, OAuthError> {
+) -> Result<Issued, OAuthError> {
     if proof == ClientProof::None {
         return Err(OAuthError::new("unauthorized_client", "client_credentials needs a confidential client"));
     }
@@ -279,7 +319,7 @@ async fn issue(
     grant: &Grant,
     family: &str,
     now: i64,
-) -> Result<Value, OAuthError> {
+) -> Result<Issued, OAuthError> {
     let settings = &state.settings;
     let scopes = ScopeSet::parse(&grant.scope).map_err(OAuthError::server)?;
     let subject = grant.user_id.clone().unwrap_or_else(|| client.client_id.clone());
@@ -353,5 +393,5 @@ async fn issue(
             .map_err(OAuthError::server)?;
         answer["refresh_token"] = json!(refresh_token);
     }
-    Ok(answer)
+    Ok(Issued { answer, claims })
 }

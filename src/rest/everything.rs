@@ -89,11 +89,14 @@ async fn everything(
     };
     let registry = state.registry;
     // Types the compartment definition names without a linking parameter (e.g. Binary) hold
-    // nothing of the patient's.
+    // nothing of the patient's. Who accessed the record (AuditEvent) is not the record; it is
+    // read with `AuditEvent?patient=`.
     let mut types: Vec<&str> = registry
         .patient_compartment
         .iter()
-        .filter(|(t, params)| registry.resource(t).is_some() && (*t == "Patient" || !params.is_empty()))
+        .filter(|(t, params)| {
+            registry.resource(t).is_some() && *t != "AuditEvent" && (*t == "Patient" || !params.is_empty())
+        })
         .map(|(t, _)| t.as_str())
         .collect();
     if let Some(wanted) = params.get("_type") {

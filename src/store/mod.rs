@@ -244,6 +244,18 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     }
     /// The profiles, tags and security labels on current resources of one type, or of all.
     async fn meta_in_use(&self, tenant: &TenantId, resource_type: Option<&str>) -> StoreResult<MetaInUse>;
+    /// Up to `limit` links of the tenant's audit chain after position `after_seq`, in order, each
+    /// with the stored JSON of its AuditEvent (`None` when that event is gone or deleted).
+    async fn audit_links(
+        &self,
+        tenant: &TenantId,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(AuditLink, Option<Vec<u8>>)>>;
+    /// Up to `limit` ids of the tenant's AuditEvents that no chain link covers.
+    async fn unchained_audit_events(&self, tenant: &TenantId, limit: u32) -> StoreResult<Vec<String>>;
+    /// The tenants that have an audit chain or AuditEvents.
+    async fn audit_tenants(&self) -> StoreResult<Vec<TenantId>>;
     /// Makes sure the tenant row exists.
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
     /// Refreshes the query planner's statistics if at least `min_writes` writes happened since the
@@ -284,6 +296,17 @@ pub struct Link {
     pub source_id: String,
     pub target_type: String,
     pub target_id: String,
+}
+
+/// One link of a tenant's audit hash chain: the AuditEvent it covers, the SHA-256 (hex) of that
+/// event's canonical JSON, the previous link's hash, and its own hash over both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLink {
+    pub seq: i64,
+    pub id: String,
+    pub content_hash: String,
+    pub prev_hash: String,
+    pub hash: String,
 }
 
 /// What `$meta` reports for a type or the whole system.
@@ -333,6 +356,10 @@ pub trait StoreTransaction: Send {
     async fn referrers(&mut self, targets: &[(String, String)], limit: u32) -> StoreResult<Vec<Link>>;
     /// The next value of a per-tenant counter (see [`Store::next_sequence`]).
     async fn next_sequence(&mut self, name: &str) -> StoreResult<i64>;
+    /// The last link of the tenant's audit chain; the caller holds the lock `audit-chain`.
+    async fn audit_chain_head(&mut self) -> StoreResult<Option<AuditLink>>;
+    /// Appends links to the tenant's audit chain (the table refuses changes to existing ones).
+    async fn append_audit_links(&mut self, links: &[AuditLink]) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 

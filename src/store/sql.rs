@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    BatchError, Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store, StoreError, StoreResult,
-    StoreTransaction, VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
+    AuditLink, BatchError, Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store, StoreError,
+    StoreResult, StoreTransaction, VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -139,7 +139,9 @@ where
             p
         };
         match scope {
-            HistoryScope::System => {}
+            // The audit trail is read as AuditEvent's own history or by search, not mixed into
+            // the record of changes to the tenant's data.
+            HistoryScope::System => sql.push_str(" AND v.type <> 'AuditEvent'"),
             HistoryScope::Type(_) => sql.push_str(&format!(" AND v.type = {}", placeholder())),
             HistoryScope::Instance(_, _) => {
                 sql.push_str(&format!(" AND v.type = {} AND v.id = {}", placeholder(), placeholder()))
@@ -307,6 +309,62 @@ where
             meta.profiles.push(row.try_get(0)?);
         }
         Ok(meta)
+    }
+
+    async fn audit_links(
+        &self,
+        tenant: &TenantId,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(AuditLink, Option<Vec<u8>>)>> {
+        let rows = sqlx::query::<DB>(
+            "SELECT c.seq, c.id, c.content_hash, c.prev_hash, c.hash, r.json FROM audit_chain c \
+             LEFT JOIN resources r ON r.tenant = c.tenant AND r.type = 'AuditEvent' AND r.id = c.id \
+             WHERE c.tenant = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3",
+        )
+        .bind(tenant.to_string())
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let link = AuditLink {
+                    seq: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    content_hash: row.try_get(2)?,
+                    prev_hash: row.try_get(3)?,
+                    hash: row.try_get(4)?,
+                };
+                Ok((link, row.try_get::<Option<Vec<u8>>, _>(5)?))
+            })
+            .collect()
+    }
+
+    async fn unchained_audit_events(&self, tenant: &TenantId, limit: u32) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query::<DB>(
+            "SELECT r.id FROM resources r WHERE r.tenant = $1 AND r.type = 'AuditEvent' AND NOT EXISTS \
+             (SELECT 1 FROM audit_chain c WHERE c.tenant = r.tenant AND c.id = r.id) ORDER BY r.id LIMIT $2",
+        )
+        .bind(tenant.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    async fn audit_tenants(&self) -> StoreResult<Vec<TenantId>> {
+        let rows = sqlx::query::<DB>(
+            "SELECT DISTINCT tenant FROM audit_chain UNION SELECT DISTINCT tenant FROM resources WHERE type = 'AuditEvent'",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let tenant: String = row.try_get(0)?;
+                TenantId::parse(&tenant).map_err(StoreError::Configuration)
+            })
+            .collect()
     }
 
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()> {
@@ -766,6 +824,56 @@ where
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(row.try_get(0)?)
+    }
+
+    async fn audit_chain_head(&mut self) -> StoreResult<Option<AuditLink>> {
+        let row = sqlx::query::<DB>(
+            "SELECT seq, id, content_hash, prev_hash, hash FROM audit_chain WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(self.tenant.clone())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|row| {
+            Ok(AuditLink {
+                seq: row.try_get(0)?,
+                id: row.try_get(1)?,
+                content_hash: row.try_get(2)?,
+                prev_hash: row.try_get(3)?,
+                hash: row.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn append_audit_links(&mut self, links: &[AuditLink]) -> StoreResult<()> {
+        // Few enough columns that a batch of several hundred links fits one statement.
+        for chunk in links.chunks(500) {
+            let mut sql =
+                String::from("INSERT INTO audit_chain (tenant, seq, id, content_hash, prev_hash, hash) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                if DB::POSITIONAL_PARAMETERS {
+                    sql.push_str("(?, ?, ?, ?, ?, ?)");
+                } else {
+                    let b = i * 6;
+                    sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+                }
+            }
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+            for link in chunk {
+                statement = statement
+                    .bind(self.tenant.clone())
+                    .bind(link.seq)
+                    .bind(link.id.clone())
+                    .bind(link.content_hash.clone())
+                    .bind(link.prev_hash.clone())
+                    .bind(link.hash.clone());
+            }
+            statement.execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

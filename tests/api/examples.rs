@@ -56,7 +56,8 @@ async fn official_examples_round_trip(backend: Backend) {
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let Some(type_name) = name.split('-').next() else { continue };
-        if !name.ends_with(".json") || registry.resource(type_name).is_none() {
+        // AuditEvents are written by the server alone (a PUT is 405, tested in audit.rs).
+        if !name.ends_with(".json") || registry.resource(type_name).is_none() || type_name == "AuditEvent" {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();

@@ -49,6 +49,7 @@ pub fn settings(database_url: &str) -> Settings {
         request_timeout_secs: 30,
         log: "warn".into(),
         open_access_for_development: false,
+        audit: true,
         access_token_lifetime_secs: 3600,
         refresh_token_lifetime_secs: 3600,
         session_lifetime_secs: 3600,

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit;
 mod capabilities;
 mod crud;
 mod demo;

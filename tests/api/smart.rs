@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use crate::helpers::{TestApp, authorized_client, register_app};
 use kiln::auth::accounts::{ClientKind, NewUser, create_user};
 
-const REDIRECT: &str = "http://app.example/callback";
+pub const REDIRECT: &str = "http://app.example/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 fn challenge(verifier: &str) -> String {
@@ -125,7 +125,7 @@ fn query_of(url: &str) -> HashMap<String, String> {
     form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
-fn authorize_url(_app: &TestApp, client_id: &str, scope: &str, aud: &str) -> String {
+pub fn authorize_url(_app: &TestApp, client_id: &str, scope: &str, aud: &str) -> String {
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
         .append_pair("client_id", client_id)
@@ -140,7 +140,12 @@ fn authorize_url(_app: &TestApp, client_id: &str, scope: &str, aud: &str) -> Str
 }
 
 /// Opens `authorize` (or any page that asks to sign in) and submits the sign-in form.
-async fn submit_sign_in(browser: &mut Browser, authorize: &str, username: &str, password: &str) -> reqwest::Response {
+pub async fn submit_sign_in(
+    browser: &mut Browser,
+    authorize: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
     let page = browser.get(authorize).await.text().await.unwrap();
     let mut form = form_fields(&page);
     form.push(("username".into(), username.into()));
@@ -150,7 +155,7 @@ async fn submit_sign_in(browser: &mut Browser, authorize: &str, username: &str, 
 
 /// Signs in through the sign-in page and allows everything on the consent page; answers the
 /// redirect back to the app.
-async fn sign_in_and_allow(browser: &mut Browser, authorize: &str, username: &str) -> String {
+pub async fn sign_in_and_allow(browser: &mut Browser, authorize: &str, username: &str) -> String {
     let page = browser.get(authorize).await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
@@ -174,7 +179,7 @@ async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Respons
     Client::new().post(format!("{}/auth/token", app.root)).form(form).send().await.unwrap()
 }
 
-async fn patient_user(app: &TestApp, username: &str, patient: &str) {
+pub async fn patient_user(app: &TestApp, username: &str, patient: &str) {
     create_user(
         &app.state.store,
         NewUser {
@@ -659,7 +664,7 @@ async fn a_rotated_key_keeps_verifying_on_every_node(app: TestApp) {
     }
 }
 
-async fn staff_user(app: &TestApp, username: &str, role: &str) {
+pub async fn staff_user(app: &TestApp, username: &str, role: &str) {
     let practitioner = app.create(&json!({"resourceType": "Practitioner", "name": [{"family": username}]})).await;
     create_user(
         &app.state.store,
@@ -677,7 +682,7 @@ async fn staff_user(app: &TestApp, username: &str, role: &str) {
     .unwrap();
 }
 
-async fn exchange_code(app: &TestApp, back: &str, client_id: &str) -> Value {
+pub async fn exchange_code(app: &TestApp, back: &str, client_id: &str) -> Value {
     let code = query_of(back)["code"].clone();
     let response = token_request(
         app,

@@ -1,0 +1,20 @@
+-- The audit trail's hash chain: one link per AuditEvent, numbered per tenant. Each link holds
+-- the SHA-256 of the event's canonical JSON, the hash of the link before it, and its own hash
+-- over both, so an edited, removed or inserted event breaks the chain (`kiln audit verify`).
+-- Links are never changed or removed.
+CREATE TABLE audit_chain (
+    tenant       TEXT NOT NULL,
+    seq          BIGINT NOT NULL,
+    id           TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    prev_hash    TEXT NOT NULL,
+    hash         TEXT NOT NULL,
+    PRIMARY KEY (tenant, seq)
+);
+CREATE FUNCTION audit_chain_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit trail is append-only';
+END
+$$;
+CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
+    FOR EACH ROW EXECUTE FUNCTION audit_chain_append_only();

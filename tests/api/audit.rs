@@ -1,0 +1,271 @@
+//! The audit trail (issue: safeguards): every access recorded before its response, searchable as
+//! AuditEvent, unchangeable through the API, hash-chained so that direct edits are caught;
+//! sign-ins and tokens audited; a patient's accounting of disclosures; `kiln audit report`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, authorized_client, expect_outcome, register_app};
+use crate::smart::{Browser, REDIRECT, authorize_url, exchange_code, patient_user, sign_in_and_allow, submit_sign_in};
+use kiln::auth::accounts::ClientKind;
+
+async fn search(app: &TestApp, query: &str) -> Vec<Value> {
+    let response = app.get(query).await;
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    let bundle: Value = response.json().await.unwrap();
+    bundle["entry"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["resource"].clone()).collect()
+}
+
+fn references(event: &Value) -> Vec<String> {
+    event["entity"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["what"]["reference"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+async fn patient_with_observation(app: &TestApp) -> (String, String) {
+    let patient = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Audited"}]})).await;
+    let observation = app
+        .create(&json!({"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+                        "subject": {"reference": format!("Patient/{patient}")}}))
+        .await;
+    (patient, observation)
+}
+
+async fn reads_and_searches_are_audited_with_what_they_disclosed(app: TestApp) {
+    let (patient, observation) = patient_with_observation(&app).await;
+    let read = app
+        .client
+        .get(app.url(&format!("Observation/{observation}")))
+        .header("user-agent", "audit-test/1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+
+    // Committed before the response: the search right after finds it.
+    let events = search(&app, &format!("AuditEvent?entity=Observation/{observation}&subtype=read")).await;
+    assert_eq!(events.len(), 1, "one read, one event: {events:?}");
+    let event = &events[0];
+    assert_eq!(event["action"], "R");
+    assert_eq!(event["outcome"], "0");
+    assert_eq!(event["type"]["code"], "rest");
+    assert!(event["recorded"].as_str().unwrap().starts_with(&today()));
+    let agent = &event["agent"][0];
+    assert_eq!(agent["who"]["identifier"]["system"], "urn:kiln:client", "a backend service acts as itself");
+    assert_eq!(agent["requestor"], true);
+    assert_eq!(agent["network"]["address"], "127.0.0.1");
+    assert!(event["extension"].to_string().contains("audit-test/1.0"), "the user agent: {event}");
+    let refs = references(event);
+    assert!(refs.contains(&format!("Observation/{observation}/_history/1")), "{refs:?}");
+    assert!(refs.contains(&format!("Patient/{patient}")), "the patient whose record it is: {refs:?}");
+
+    // The same event by patient, type, date; a search records its query.
+    let by_patient = search(&app, &format!("AuditEvent?patient=Patient/{patient}")).await;
+    assert!(by_patient.iter().any(|e| e["id"] == event["id"]));
+    assert!(by_patient.iter().any(|e| e["subtype"][0]["code"] == "create"), "creating it was audited too");
+    let by_date = search(&app, &format!("AuditEvent?date=ge{}&type=rest&_count=100", today())).await;
+    assert!(by_date.iter().any(|e| e["id"] == event["id"]));
+    search(&app, &format!("Observation?subject=Patient/{patient}")).await;
+    let searches = search(&app, &format!("AuditEvent?subtype=search-type&entity=Observation/{observation}")).await;
+    let query = searches
+        .iter()
+        .flat_map(|e| e["entity"].as_array().cloned().unwrap_or_default())
+        .find_map(|e| e["query"].as_str().map(str::to_string))
+        .expect("the search's query is recorded");
+    use base64::Engine;
+    let query = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(query).unwrap()).unwrap();
+    assert!(query.contains(&format!("subject=Patient/{patient}")), "{query}");
+
+    // The server's own events are valid R4 AuditEvents (`$validate` would ask whether one may be
+    // created, which nobody may).
+    for event in by_patient.iter().chain(&searches) {
+        let valid = kiln::fhir::validation::validate(kiln::fhir::registry::Registry::global(), event);
+        assert!(valid.is_ok(), "{valid:?}: {event}");
+    }
+
+    // System history is the record of the data, not of who looked at it.
+    let history: Value = app.get("_history?_count=100").await.json().await.unwrap();
+    assert!(!history.to_string().contains("\"AuditEvent\""), "{history}");
+}
+
+async fn refused_requests_are_audited_too(app: TestApp) {
+    let anonymous = app.anonymous.get(app.url("Patient/nobody-here")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let forged = authorized_client("eyJhbGciOiJub25lIn0.e30.");
+    assert_eq!(forged.get(app.url("Patient/nobody-here")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let missing = app.get("Patient/nobody-here").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let events = search(&app, "AuditEvent?entity=Patient/nobody-here&outcome=4").await;
+    assert_eq!(events.len(), 3, "two refused tokens and one read of nothing: {events:?}");
+    let unauthenticated = events.iter().filter(|e| e["agent"][0]["who"]["display"] == "unauthenticated caller").count();
+    assert_eq!(unauthenticated, 2);
+    assert!(events.iter().all(|e| e["outcomeDesc"].as_str().is_some()));
+}
+
+async fn the_audit_trail_cannot_be_changed_through_any_path(app: TestApp) {
+    let (_, observation) = patient_with_observation(&app).await;
+    app.get(&format!("Observation/{observation}")).await;
+    let event = search(&app, &format!("AuditEvent?entity=Observation/{observation}&subtype=read")).await.remove(0);
+    let id = event["id"].as_str().unwrap().to_string();
+    let before = app.get(&format!("AuditEvent/{id}")).await.text().await.unwrap();
+
+    let mut changed = event.clone();
+    changed["outcome"] = json!("8");
+    expect_outcome(app.put(&format!("AuditEvent/{id}"), &changed).await, StatusCode::METHOD_NOT_ALLOWED).await;
+    expect_outcome(app.post("AuditEvent", &changed).await, StatusCode::METHOD_NOT_ALLOWED).await;
+    expect_outcome(app.delete(&format!("AuditEvent/{id}")).await, StatusCode::METHOD_NOT_ALLOWED).await;
+    expect_outcome(app.delete("AuditEvent?outcome=0").await, StatusCode::METHOD_NOT_ALLOWED).await;
+    let patch = app
+        .client
+        .patch(app.url(&format!("AuditEvent/{id}")))
+        .header("content-type", "application/json-patch+json")
+        .body(r#"[{"op":"replace","path":"/outcome","value":"8"}]"#)
+        .send()
+        .await
+        .unwrap();
+    expect_outcome(patch, StatusCode::METHOD_NOT_ALLOWED).await;
+    let tag =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"code": "x"}]}}]});
+    expect_outcome(app.post(&format!("AuditEvent/{id}/$meta-add"), &tag).await, StatusCode::METHOD_NOT_ALLOWED).await;
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": changed, "request": {"method": "PUT", "url": format!("AuditEvent/{id}")}}]});
+    expect_outcome(app.post("", &transaction).await, StatusCode::METHOD_NOT_ALLOWED).await;
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "DELETE", "url": format!("AuditEvent/{id}")}}]});
+    let answer: Value = app.post("", &batch).await.json().await.unwrap();
+    assert!(answer["entry"][0]["response"]["status"].as_str().unwrap().starts_with("405"), "{answer}");
+
+    assert_eq!(app.get(&format!("AuditEvent/{id}")).await.text().await.unwrap(), before, "unchanged");
+    // Every refusal was itself audited.
+    let refusals = search(&app, &format!("AuditEvent?entity=AuditEvent/{id}&outcome=4")).await;
+    assert!(refusals.len() >= 4, "{refusals:?}");
+}
+
+/// Changes a stored AuditEvent's JSON directly in the database, as an intruder with file access
+/// would.
+async fn tamper(app: &TestApp, id: &str, json: Vec<u8>) {
+    let sql = "UPDATE resources SET json = $1 WHERE tenant = 'test-clinic' AND type = 'AuditEvent' AND id = $2";
+    if app.database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+        sqlx::query(sql).bind(json).bind(id).execute(&pool).await.unwrap();
+        let deleted = sqlx::query("DELETE FROM audit_chain").execute(&pool).await;
+        assert!(deleted.is_err(), "the chain table refuses deletes");
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+        sqlx::query(sql).bind(json).bind(id).execute(&pool).await.unwrap();
+        let deleted = sqlx::query("DELETE FROM audit_chain").execute(&pool).await;
+        assert!(deleted.is_err(), "the chain table refuses deletes");
+        pool.close().await;
+    }
+}
+
+fn kiln_command(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_DATABASE_URL", &app.database_url)
+        .env("KILN_DEFAULT_TENANT", "test-clinic")
+        .env("KILN_LOG", "error")
+        .output()
+        .expect("kiln runs")
+}
+
+async fn tampering_with_a_stored_event_is_caught(app: TestApp) {
+    let (_, observation) = patient_with_observation(&app).await;
+    for _ in 0..3 {
+        app.get(&format!("Observation/{observation}")).await;
+    }
+    let tenant = kiln::access::TenantId::parse("test-clinic").unwrap();
+    let intact = kiln::audit::chain::verify(&app.state.store, &tenant).await.unwrap();
+    assert_eq!(intact.broken, None);
+    assert!(intact.intact >= 5, "{intact:?}");
+    let verified = kiln_command(&app, &["audit", "verify"]);
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+
+    let event = search(&app, &format!("AuditEvent?entity=Observation/{observation}&subtype=read")).await.remove(1);
+    let id = event["id"].as_str().unwrap();
+    let stored = app.get(&format!("AuditEvent/{id}")).await.text().await.unwrap();
+    let forged = stored.replacen("\"outcome\":\"0\"", "\"outcome\":\"4\"", 1);
+    assert_ne!(forged, stored);
+    tamper(&app, id, forged.into_bytes()).await;
+
+    let found = kiln::audit::chain::verify(&app.state.store, &tenant).await.unwrap();
+    let broken = found.broken.expect("the edit is caught");
+    assert_eq!(broken.id, id);
+    assert!(broken.reason.contains("changed"), "{}", broken.reason);
+    let verified = kiln_command(&app, &["audit", "verify"]);
+    let output = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(1), "{output}");
+    assert!(output.contains("BROKEN") && output.contains(id), "{output}");
+}
+
+async fn sign_ins_tokens_and_a_patients_accounting_of_disclosures(app: TestApp) {
+    let (mine, observation) = patient_with_observation(&app).await;
+    let (other, _) = patient_with_observation(&app).await;
+    // A clinic system reads the patient's record.
+    app.get(&format!("Observation/{observation}")).await;
+    app.get(&format!("Patient/{other}")).await;
+
+    patient_user(&app, "pat", &mine).await;
+    let scope = "launch/patient patient/*.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let mut stranger = Browser::new(&app);
+    let refused =
+        submit_sign_in(&mut stranger, &authorize_url(&app, &client_id, scope, &app.base), "pat", "wrong!").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "the sign-in page again");
+    let mut browser = Browser::new(&app);
+    let back = sign_in_and_allow(&mut browser, &authorize_url(&app, &client_id, scope, &app.base), "pat").await;
+    let token = exchange_code(&app, &back, &client_id).await;
+    let patient = authorized_client(token["access_token"].as_str().unwrap());
+
+    // The patient lists who accessed their record, and sees nothing of anyone else's.
+    let response = patient.get(app.url(&format!("AuditEvent?patient=Patient/{mine}&_count=100"))).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bundle: Value = response.json().await.unwrap();
+    let events: Vec<&Value> = bundle["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+    assert!(
+        events.iter().any(|e| e["subtype"][0]["code"] == "read"
+            && references(e).contains(&format!("Observation/{observation}/_history/1"))),
+        "the clinic system's read is listed: {bundle}"
+    );
+    assert!(!bundle.to_string().contains(&other), "nothing of the other patient");
+    let all: Value = patient.get(app.url("AuditEvent?_count=100")).send().await.unwrap().json().await.unwrap();
+    assert!(!all.to_string().contains(&other), "an unfiltered search is confined too");
+
+    // Sign-ins, the failed one included, and the token.
+    let logins = search(&app, "AuditEvent?subtype=110122&_count=100").await;
+    let ok = logins.iter().find(|e| e["outcome"] == "0").expect("the sign-in");
+    assert_eq!(ok["agent"][0]["who"]["reference"], format!("Patient/{mine}"));
+    assert_eq!(ok["agent"][0]["role"][0]["text"], "patient");
+    let failed = logins.iter().find(|e| e["outcome"] == "4").expect("the failed sign-in");
+    assert_eq!(failed["agent"][0]["who"]["display"], "pat");
+    let tokens = search(&app, &format!("AuditEvent?subtype=token-issued&agent=Patient/{mine}")).await;
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert!(tokens[0]["outcomeDesc"].as_str().unwrap().contains("patient/*.rs"));
+
+    // The administrator's report for today lists both patients; narrowed to one, only that one.
+    let day = today();
+    let report = kiln_command(&app, &["audit", "report", "--from", &day, "--to", &day]);
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{text}{}", String::from_utf8_lossy(&report.stderr));
+    assert!(text.contains(&format!("Patient/{mine}")) && text.contains(&format!("Patient/{other}")), "{text}");
+    let narrowed = kiln_command(&app, &["audit", "report", "--from", &day, "--to", &day, "--patient", &mine]);
+    let text = String::from_utf8_lossy(&narrowed.stdout);
+    assert!(text.contains(&format!("Patient/{mine}")) && !text.contains(&other), "{text}");
+    assert!(text.contains("individuals whose records were accessed: 1"), "{text}");
+}
+
+crate::on_both_backends!(
+    reads_and_searches_are_audited_with_what_they_disclosed,
+    refused_requests_are_audited_too,
+    the_audit_trail_cannot_be_changed_through_any_path,
+    tampering_with_a_stored_event_is_caught,
+    sign_ins_tokens_and_a_patients_accounting_of_disclosures,
+);
