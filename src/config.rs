@@ -48,6 +48,14 @@ pub struct Settings {
     /// Lifetime of a browser sign-in (at most 24 hours), and how long it may sit idle.
     pub session_lifetime_secs: i64,
     pub session_idle_secs: i64,
+    /// Failed sign-ins in a row that lock an account until an administrator unlocks it (0: never).
+    pub lockout_after_failed_logins: u32,
+    /// Days a password is valid before it must be replaced (0: no expiry).
+    pub password_max_age_days: u32,
+    /// Roles (comma-separated) that must sign in with a second factor.
+    pub second_factor_required_roles: String,
+    /// Days a HIPAA training record stays current; staff without one cannot sign in (0: not required).
+    pub training_max_age_days: u32,
     /// Dynamic client registration (RFC 7591): `closed`, `admin-approved` or `open`.
     pub registration: Registration,
     /// The clinic's own OpenID Connect provider, offered on the sign-in page (all four, or none).
@@ -82,6 +90,11 @@ pub enum DeleteReferenced {
 }
 
 impl Settings {
+    /// Whether accounts with this role must sign in with a second factor.
+    pub fn second_factor_required_for(&self, role: &str) -> bool {
+        self.second_factor_required_roles.split(',').map(str::trim).any(|r| r == role)
+    }
+
     /// Defaults, then `file` (or `KILN_CONFIG`), then the `KILN_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, config::ConfigError> {
         let mut builder = config::Config::builder()
@@ -105,7 +118,11 @@ impl Settings {
             .set_default("refresh_token_lifetime_secs", 30 * 24 * 3600)?
             .set_default("session_lifetime_secs", 8 * 3600)?
             .set_default("session_idle_secs", 30 * 60)?
-            .set_default("registration", "admin-approved")?;
+            .set_default("registration", "admin-approved")?
+            .set_default("lockout_after_failed_logins", 5)?
+            .set_default("password_max_age_days", 0)?
+            .set_default("second_factor_required_roles", "")?
+            .set_default("training_max_age_days", 0)?;
         let env_file = std::env::var_os("KILN_CONFIG");
         if let Some(path) = file.map(Path::to_path_buf).or(env_file.map(Into::into)) {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
@@ -136,6 +153,14 @@ impl Settings {
         let oidc = [&self.oidc_issuer, &self.oidc_client_id, &self.oidc_client_secret];
         if oidc.iter().any(|v| v.is_some()) && !oidc.iter().all(|v| v.is_some()) {
             return fail("oidc_issuer, oidc_client_id and oidc_client_secret go together".into());
+        }
+        if let Some(unknown) = self
+            .second_factor_required_roles
+            .split(',')
+            .map(str::trim)
+            .find(|r| !r.is_empty() && !crate::access::roles::ROLES.contains(r))
+        {
+            return fail(format!("second_factor_required_roles names an unknown role '{unknown}'"));
         }
         if self.refresh_token_lifetime_secs < 60 {
             return fail("refresh_token_lifetime_secs must be at least 60".into());

@@ -106,6 +106,24 @@ enum UserCommand {
         #[arg(long)]
         username: String,
     },
+    /// Unlock an account locked after too many failed sign-ins.
+    Unlock {
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a new password (KILN_NEW_PASSWORD or the first line of stdin); its age restarts.
+    SetPassword {
+        #[arg(long)]
+        username: String,
+    },
+    /// Record the day the user completed HIPAA training (see training_max_age_days).
+    Training {
+        #[arg(long)]
+        username: String,
+        /// YYYY-MM-DD (default: today).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -250,6 +268,28 @@ async fn user(settings: Settings, command: UserCommand) -> Result<(), Box<dyn st
         UserCommand::Create { username, role, fhir_user, display_name, tenant, external_subject } => {
             (username, role, fhir_user, display_name, tenant, external_subject)
         }
+        UserCommand::Unlock { username } => {
+            let store = open_store(&settings).await?;
+            kiln::auth::accounts::unlock(&store, &username).await?;
+            println!("{username} is unlocked");
+            store.close().await;
+            return Ok(());
+        }
+        UserCommand::SetPassword { username } => {
+            let store = open_store(&settings).await?;
+            kiln::auth::accounts::set_password(&store, &username, new_password()?).await?;
+            println!("the password of {username} is set");
+            store.close().await;
+            return Ok(());
+        }
+        UserCommand::Training { username, date } => {
+            let store = open_store(&settings).await?;
+            let day = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            kiln::auth::accounts::record_training(&store, &username, day).await?;
+            println!("{username} completed HIPAA training on {day}");
+            store.close().await;
+            return Ok(());
+        }
         UserCommand::EnrollMfa { username } => {
             let store = open_store(&settings).await?;
             let uri = kiln::auth::accounts::enroll_second_factor(&store, &username).await?;
@@ -263,14 +303,7 @@ async fn user(settings: Settings, command: UserCommand) -> Result<(), Box<dyn st
         (Some(_), None) => return Err("--external-subject needs oidc_issuer (KILN_OIDC_ISSUER) configured".into()),
         (None, _) => None,
     };
-    let password = match std::env::var("KILN_NEW_PASSWORD") {
-        Ok(password) => password,
-        Err(_) => {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line)?;
-            line.trim_end_matches(['\r', '\n']).to_string()
-        }
-    };
+    let password = new_password()?;
     let store = open_store(&settings).await?;
     let new = kiln::auth::accounts::NewUser {
         tenant: tenant.unwrap_or(settings.default_tenant.clone()),
@@ -285,6 +318,18 @@ async fn user(settings: Settings, command: UserCommand) -> Result<(), Box<dyn st
     println!("created user {} ({}) in clinic {}: id {}", user.username, user.role, user.tenant, user.user_id);
     store.close().await;
     Ok(())
+}
+
+/// A new password from KILN_NEW_PASSWORD, or else the first line of stdin.
+fn new_password() -> std::io::Result<String> {
+    match std::env::var("KILN_NEW_PASSWORD") {
+        Ok(password) => Ok(password),
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_string())
+        }
+    }
 }
 
 async fn client(settings: Settings, command: ClientCommand) -> Result<(), Box<dyn std::error::Error>> {

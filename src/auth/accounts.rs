@@ -66,6 +66,10 @@ pub async fn create_user(store: &DynStore, new: NewUser) -> Result<UserRecord, S
         external_subject: new.external_subject,
         totp_secret: None,
         totp_last_step: None,
+        failed_logins: 0,
+        locked_at: None,
+        password_changed_at: None,
+        training_completed_at: None,
     };
     store.insert_user(&user).await.map_err(|e| e.to_string())?;
     Ok(user)
@@ -175,4 +179,70 @@ pub async fn enroll_second_factor(store: &DynStore, username: &str) -> Result<St
     let secret = super::totp::new_secret();
     store.set_totp_secret(&user.user_id, Some(&super::totp::base32(&secret))).await.map_err(|e| e.to_string())?;
     Ok(super::totp::provisioning_uri(&secret, &user.username))
+}
+
+async fn user_named(store: &DynStore, username: &str) -> Result<UserRecord, String> {
+    store.user_by_name(username).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no user named '{username}'"))
+}
+
+/// Unlocks an account locked by failed sign-ins (`kiln user unlock`).
+pub async fn unlock(store: &DynStore, username: &str) -> Result<(), String> {
+    let user = user_named(store, username).await?;
+    store.unlock_user(&user.user_id).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Sets a new password (checked against the policy) and restarts its age (`kiln user set-password`).
+pub async fn set_password(store: &DynStore, username: &str, password: String) -> Result<(), String> {
+    let user = user_named(store, username).await?;
+    check_password_strength(&password)?;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|e| e.to_string())??;
+    store.set_password(&user.user_id, &hash, chrono::Utc::now().timestamp()).await.map_err(|e| e.to_string())
+}
+
+/// Records the day a user completed HIPAA training (`kiln user training`).
+pub async fn record_training(store: &DynStore, username: &str, day: chrono::NaiveDate) -> Result<(), String> {
+    let user = user_named(store, username).await?;
+    let at = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).ok_or("not a day")?;
+    store.set_training_completed(&user.user_id, at).await.map_err(|e| e.to_string())
+}
+
+/// Why a user whose password (and second factor) were right may still not sign in, if they may
+/// not: a locked account, an expired password, HIPAA training missing or too old, or a role that
+/// requires a second factor the account does not have. The account settings say which apply.
+/// `federated`: the user signed in at the clinic's identity provider, whose second factor is its own.
+pub fn sign_in_refusal(
+    settings: &crate::config::Settings,
+    user: &UserRecord,
+    now: i64,
+    federated: bool,
+) -> Option<String> {
+    const DAY: i64 = 24 * 3600;
+    if user.locked_at.is_some() {
+        return Some(
+            "This account is locked after too many failed sign-ins. Ask an administrator to unlock it.".into(),
+        );
+    }
+    if settings.password_max_age_days > 0 {
+        let set_at = user.password_changed_at.unwrap_or(user.created_at);
+        if now - set_at > i64::from(settings.password_max_age_days) * DAY {
+            return Some("Your password has expired. Ask an administrator to set a new one.".into());
+        }
+    }
+    if settings.training_max_age_days > 0 && user.role != "patient" && user.role != "related-person" {
+        let current =
+            user.training_completed_at.is_some_and(|at| now - at <= i64::from(settings.training_max_age_days) * DAY);
+        if !current {
+            return Some(
+                "Access to health information needs current HIPAA training on record. Ask an administrator.".into(),
+            );
+        }
+    }
+    if !federated && user.totp_secret.is_none() && settings.second_factor_required_for(&user.role) {
+        return Some(format!(
+            "The role '{}' must sign in with a second factor, and none is enrolled. Ask an administrator to enroll one.",
+            user.role
+        ));
+    }
+    None
 }

@@ -69,7 +69,38 @@ fn user_json(user: &UserRecord) -> Value {
         "fhirUser": user.fhir_user,
         "displayName": user.display_name,
         "disabled": user.disabled,
+        "locked": user.locked_at.is_some(),
+        "failedSignIns": user.failed_logins,
+        "secondFactor": user.totp_secret.is_some(),
+        "trainingCompleted": user.training_completed_at.map(|at| chrono::DateTime::from_timestamp(at, 0).map(|t| t.date_naive().to_string())),
     })
+}
+
+/// `POST /auth/admin/users/{id}/unlock`: lifts a lockout after failed sign-ins.
+pub async fn unlock_account(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Response {
+    let admin = match administrator(&state, &headers).await {
+        Ok(admin) => admin,
+        Err(refusal) => return refusal,
+    };
+    match state.store.user(&user_id).await {
+        Ok(Some(user)) if user.tenant == admin.tenant => {}
+        Ok(_) => return refuse(StatusCode::NOT_FOUND, "not_found", "no such user in this clinic"),
+        Err(err) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.to_string()),
+    }
+    match state.store.unlock_user(&user_id).await {
+        Ok(_) => {
+            tracing::info!(admin = %admin.sub, user = %user_id, "account unlocked");
+            match state.store.user(&user_id).await {
+                Ok(Some(user)) => axum::Json(user_json(&user)).into_response(),
+                _ => refuse(StatusCode::NOT_FOUND, "not_found", "no such user in this clinic"),
+            }
+        }
+        Err(err) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.to_string()),
+    }
 }
 
 fn client_json(client: &ClientRecord) -> Value {

@@ -232,6 +232,12 @@ pub async fn callback(
             return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Please try again.");
         }
     };
+    if let Some(reason) =
+        crate::auth::accounts::sign_in_refusal(&state.settings, &user, chrono::Utc::now().timestamp(), true)
+    {
+        tracing::info!(user = %user.username, reason, "an identity-provider sign-in was refused");
+        return error_page(StatusCode::FORBIDDEN, "Sign-in refused", &reason);
+    }
     let mut response = start_session(&state, &origin, &user, &flow.next).await;
     if let Ok(value) = HeaderValue::from_str(&format!("{STATE_COOKIE}=; Path=/auth; HttpOnly; SameSite=Lax; Max-Age=0"))
     {

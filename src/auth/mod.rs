@@ -228,6 +228,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/launcher", get(launcher::launcher_page).post(launcher::launch))
         .route("/auth/apps", get(launcher::connected_apps).post(launcher::revoke_app))
         .route("/auth/admin/users", get(admin::list_accounts).post(admin::create_account))
+        .route("/auth/admin/users/{user_id}/unlock", post(admin::unlock_account))
         .route("/auth/admin/clients", get(admin::list_apps).post(admin::register_app))
         .route("/auth/admin/clients/{client_id}/{action}", post(admin::set_app_status))
         .merge(for_apps)

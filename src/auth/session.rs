@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use std::collections::HashMap;
 
+use super::accounts;
 use super::pages::{self, ErrorPage, InfoPage, SignInPage};
 use super::secrets::{constant_time_eq, digest, random_token, verify_password};
 use super::store::{SessionRecord, UserRecord};
@@ -166,6 +167,9 @@ pub async fn login(
         Some(user) if verified && !user.disabled => user,
         _ => {
             tracing::info!(username, "sign-in refused");
+            if let Some(user) = user.as_ref().filter(|_| !verified) {
+                count_failed_sign_in(&state, &origin, user).await;
+            }
             let actor = match &user {
                 Some(user) => Actor::user(user),
                 None => Actor { claimed_name: Some(username.to_string()), ..Actor::default() },
@@ -185,10 +189,50 @@ pub async fn login(
             return sign_in_page(&state, &next, None, username, Some("The user name or password is wrong.".into()));
         }
     };
+    let now = chrono::Utc::now().timestamp();
+    if let Some(reason) = accounts::sign_in_refusal(&state.settings, &user, now, false) {
+        tracing::info!(username, reason, "sign-in refused");
+        audit::record_auth_event(
+            &state,
+            Some(&user.tenant),
+            Kind::login(),
+            &Actor::user(&user),
+            &origin,
+            Outcome::MinorFailure,
+            Some(&reason),
+        )
+        .await;
+        return sign_in_page(&state, &next, None, username, Some(reason));
+    }
     if user.totp_secret.is_some() {
         return second_factor_page(&state, &user, &next).await;
     }
     start_session(&state, &origin, &user, &next).await
+}
+
+/// Counts a wrong password or one-time code against the account, locking it at the configured
+/// number (recorded in the audit trail).
+async fn count_failed_sign_in(state: &AppState, origin: &Origin, user: &UserRecord) {
+    let threshold = i64::from(state.settings.lockout_after_failed_logins);
+    let now = chrono::Utc::now().timestamp();
+    match state.store.record_failed_login(&user.user_id, threshold, now).await {
+        Ok(Some(_)) if user.locked_at.is_none() => {
+            tracing::warn!(user = %user.username, "account locked after failed sign-ins");
+            let reason = format!("account locked after {threshold} failed sign-ins");
+            audit::record_auth_event(
+                state,
+                Some(&user.tenant),
+                Kind::login(),
+                &Actor::user(user),
+                origin,
+                Outcome::MinorFailure,
+                Some(&reason),
+            )
+            .await;
+        }
+        Ok(_) => {}
+        Err(err) => tracing::error!(error = %err, "counting a failed sign-in failed"),
+    }
 }
 
 const SECOND_FACTOR_COOKIE: &str = "kiln_mfa";
@@ -283,6 +327,7 @@ pub async fn second_factor(
         )
         .await;
         let _ = state.store.redeem_secret(&digest(&token), kind, now).await;
+        count_failed_sign_in(&state, &origin, &user).await;
         let error = Some("That code was wrong or already used. Sign in again.".into());
         let mut response = sign_in_page(&state, &pending.next, None, &user.username, error);
         response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SECOND_FACTOR_COOKIE, "", 0));
@@ -306,6 +351,9 @@ pub async fn start_session(state: &AppState, origin: &Origin, user: &UserRecord,
         return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Please try again.");
     }
     tracing::info!(user = %user.username, "signed in");
+    if user.failed_logins > 0 {
+        let _ = state.store.clear_failed_logins(&user.user_id).await;
+    }
     audit::record_auth_event(
         state,
         Some(&user.tenant),

@@ -54,6 +54,14 @@ pub struct UserRecord {
     /// The TOTP secret (base32), once a second factor is enrolled.
     pub totp_secret: Option<String>,
     pub totp_last_step: Option<i64>,
+    /// Failed sign-ins since the last successful one.
+    pub failed_logins: i64,
+    /// When the account was locked for too many failed sign-ins (until an administrator unlocks it).
+    pub locked_at: Option<i64>,
+    /// When the password was last set (`None`: when the account was created).
+    pub password_changed_at: Option<i64>,
+    /// When the user last completed HIPAA training.
+    pub training_completed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +142,14 @@ pub trait AuthStore: Send + Sync {
     async fn set_totp_secret(&self, user_id: &str, secret: Option<&str>) -> StoreResult<()>;
     /// Records that a TOTP code of `step` was used; false when that step (or a later one) was.
     async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    /// Counts a failed sign-in; locks the account when the count reaches `lock_at` (0: never).
+    /// Answers when the account is locked, if it is.
+    async fn record_failed_login(&self, user_id: &str, lock_at: i64, now: i64) -> StoreResult<Option<i64>>;
+    async fn clear_failed_logins(&self, user_id: &str) -> StoreResult<()>;
+    /// Unlocks a locked account; answers whether the account exists.
+    async fn unlock_user(&self, user_id: &str) -> StoreResult<bool>;
+    async fn set_password(&self, user_id: &str, password_hash: &str, now: i64) -> StoreResult<()>;
+    async fn set_training_completed(&self, user_id: &str, at: i64) -> StoreResult<()>;
     async fn user_by_external_subject(&self, external_subject: &str) -> StoreResult<Option<UserRecord>>;
 
     async fn insert_session(&self, session_hash: &str, session: &SessionRecord) -> StoreResult<()>;

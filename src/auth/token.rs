@@ -256,7 +256,14 @@ async fn refresh(
     // The user may have been disabled or given another role since: the grant follows the account.
     if let Some(user_id) = &grant.user_id {
         match state.store.user(user_id).await.map_err(OAuthError::server)? {
-            Some(user) if !user.disabled && user.tenant == grant.tenant => grant.role = Some(user.role),
+            Some(user) if !user.disabled && user.tenant == grant.tenant => {
+                // A locked account, an expired password or lapsed training ends the grant too.
+                let federated = user.external_subject.is_some();
+                if let Some(reason) = crate::auth::accounts::sign_in_refusal(&state.settings, &user, now, federated) {
+                    return Err(OAuthError::invalid_grant(reason));
+                }
+                grant.role = Some(user.role)
+            }
             _ => return Err(OAuthError::invalid_grant("the user's account is disabled or gone")),
         }
     }

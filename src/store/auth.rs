@@ -13,7 +13,7 @@ use crate::auth::store::{
 const CLIENT_COLUMNS: &str = "client_id, tenant, name, kind, secret_hash, jwks, jwks_uri, redirect_uris, scopes, \
      launch_url, status, created_at";
 const USER_COLUMNS: &str = "user_id, tenant, username, password_hash, role, fhir_user, display_name, disabled, created_at, external_subject, \
-     totp_secret, totp_last_step";
+     totp_secret, totp_last_step, failed_logins, locked_at, password_changed_at, training_completed_at";
 
 fn client_from_row<R: Row>(row: &R) -> StoreResult<ClientRecord>
 where
@@ -60,6 +60,10 @@ where
         external_subject: row.try_get(9)?,
         totp_secret: row.try_get(10)?,
         totp_last_step: row.try_get(11)?,
+        failed_logins: row.try_get(12)?,
+        locked_at: row.try_get(13)?,
+        password_changed_at: row.try_get(14)?,
+        training_completed_at: row.try_get(15)?,
     })
 }
 
@@ -205,6 +209,60 @@ where
     async fn set_totp_secret(&self, user_id: &str, secret: Option<&str>) -> StoreResult<()> {
         sqlx::query::<DB>("UPDATE auth_users SET totp_secret = $1, totp_last_step = NULL WHERE user_id = $2")
             .bind(secret.map(str::to_string))
+            .bind(user_id.to_string())
+            .execute(&self.writes)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_failed_login(&self, user_id: &str, lock_at: i64, now: i64) -> StoreResult<Option<i64>> {
+        let row = sqlx::query::<DB>(
+            "UPDATE auth_users SET failed_logins = failed_logins + 1, locked_at = CASE \
+             WHEN locked_at IS NULL AND $2 > 0 AND failed_logins + 1 >= $2 THEN $3 ELSE locked_at END \
+             WHERE user_id = $1 RETURNING locked_at",
+        )
+        .bind(user_id.to_string())
+        .bind(lock_at)
+        .bind(now)
+        .fetch_optional(&self.writes)
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        })
+    }
+
+    async fn clear_failed_logins(&self, user_id: &str) -> StoreResult<()> {
+        sqlx::query::<DB>("UPDATE auth_users SET failed_logins = 0 WHERE user_id = $1 AND failed_logins <> 0")
+            .bind(user_id.to_string())
+            .execute(&self.writes)
+            .await?;
+        Ok(())
+    }
+
+    async fn unlock_user(&self, user_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query::<DB>(
+            "UPDATE auth_users SET failed_logins = 0, locked_at = NULL WHERE user_id = $1 RETURNING user_id",
+        )
+        .bind(user_id.to_string())
+        .fetch_optional(&self.writes)
+        .await?;
+        Ok(done.is_some())
+    }
+
+    async fn set_password(&self, user_id: &str, password_hash: &str, now: i64) -> StoreResult<()> {
+        sqlx::query::<DB>("UPDATE auth_users SET password_hash = $1, password_changed_at = $2 WHERE user_id = $3")
+            .bind(password_hash.to_string())
+            .bind(now)
+            .bind(user_id.to_string())
+            .execute(&self.writes)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_training_completed(&self, user_id: &str, at: i64) -> StoreResult<()> {
+        sqlx::query::<DB>("UPDATE auth_users SET training_completed_at = $1 WHERE user_id = $2")
+            .bind(at)
             .bind(user_id.to_string())
             .execute(&self.writes)
             .await?;
