@@ -94,7 +94,7 @@ for backend in $BACKENDS; do
 
     PORT="$(free_port)"
     BASE="http://127.0.0.1:$PORT/fhir"
-    KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=$OPEN KILN_AUDIT=$AUDIT KILN_LOG=warn "$KILN" serve >"$dir/kiln.log" 2>&1 &
+    KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_OPEN_ACCESS_FOR_DEVELOPMENT=$OPEN KILN_AUDIT=$AUDIT KILN_RATE_LIMIT_IP_PER_SEC=0 KILN_RATE_LIMIT_CLIENT_PER_SEC=0 KILN_RATE_LIMIT_USER_PER_SEC=0 KILN_LOG=warn "$KILN" serve >"$dir/kiln.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 1 300); do
         curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break

@@ -35,6 +35,7 @@ pub struct AppState {
     pub capability_statement: bytes::Bytes,
     pub auth: Arc<crate::auth::AuthServer>,
     pub audit: crate::audit::Auditor,
+    pub rate_limits: Arc<crate::access::rate_limit::RateLimits>,
 }
 
 impl AppState {
@@ -51,9 +52,15 @@ impl AppState {
         } else {
             crate::audit::Auditor::disabled()
         };
+        let rate_limits = Arc::new(crate::access::rate_limit::RateLimits::new(
+            settings.rate_limit_ip_per_sec,
+            settings.rate_limit_client_per_sec,
+            settings.rate_limit_user_per_sec,
+        ));
         Ok(AppState {
             auth,
             audit,
+            rate_limits,
             store,
             registry,
             capability_statement: rest::capabilities::build(registry, &base_url).into(),
@@ -115,6 +122,14 @@ impl Application {
         let local = self.listener.local_addr()?;
         let statistics = spawn_statistics_refresher(self.state.store.clone());
         let keys = spawn_key_reloader(self.state.clone());
+        let limits = self.state.rate_limits.clone();
+        let forget = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limits.forget_idle();
+            }
+        });
         tracing::info!(address = %local, base_url = %self.state.base_url, backend = self.state.store.backend_name(), "Kiln is listening");
         let result =
             axum::serve(self.listener, self.router.into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -122,6 +137,7 @@ impl Application {
                 .await;
         statistics.abort();
         keys.abort();
+        forget.abort();
         self.state.store.close().await;
         tracing::info!("Kiln stopped");
         result
@@ -175,6 +191,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(middleware::from_fn(rest::format::negotiate))
         .with_state(state.clone())
         .merge(entries)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::access::rate_limit::limit))
         .layer(middleware::from_fn_with_state(state.clone(), crate::audit::middleware::audit))
         .layer(crate::auth::cors());
 
@@ -186,6 +203,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(crate::auth::routes())
         .nest_service("/fhir", fhir)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::access::rate_limit::limit_outside_fhir))
+        .layer(middleware::from_fn_with_state(state.clone(), security_headers))
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| FhirError::Internal("a handler panicked".into()).into_response()))
@@ -193,6 +212,32 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Headers every response carries: no MIME sniffing, no referrer; responses of the FHIR API
+/// (health data) are never stored by caches, except the CapabilityStatement and discovery
+/// documents; HSTS once the public base URL is HTTPS. The sign-in pages add their own
+/// frame-ancestors and content policy (`auth::session::page_headers`).
+async fn security_headers(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    use axum::http::{HeaderValue, header};
+    let path = request.uri().path();
+    let cacheable = path == "/fhir/metadata" || path.contains("/.well-known/") || path == "/auth/jwks";
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("no-referrer"));
+    if !cacheable {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.base_url.starts_with("https://") {
+        headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> FhirError {

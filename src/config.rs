@@ -48,6 +48,11 @@ pub struct Settings {
     /// Lifetime of a browser sign-in (at most 24 hours), and how long it may sit idle.
     pub session_lifetime_secs: i64,
     pub session_idle_secs: i64,
+    /// Requests per second (bursts of twice as many) allowed per client IP address, per app and
+    /// per user, on each node; 0 turns a limit off.
+    pub rate_limit_ip_per_sec: u32,
+    pub rate_limit_client_per_sec: u32,
+    pub rate_limit_user_per_sec: u32,
     /// Failed sign-ins in a row that lock an account until an administrator unlocks it (0: never).
     pub lockout_after_failed_logins: u32,
     /// Days a password is valid before it must be replaced (0: no expiry).
@@ -119,6 +124,9 @@ impl Settings {
             .set_default("session_lifetime_secs", 8 * 3600)?
             .set_default("session_idle_secs", 30 * 60)?
             .set_default("registration", "admin-approved")?
+            .set_default("rate_limit_ip_per_sec", 200)?
+            .set_default("rate_limit_client_per_sec", 500)?
+            .set_default("rate_limit_user_per_sec", 50)?
             .set_default("lockout_after_failed_logins", 5)?
             .set_default("password_max_age_days", 0)?
             .set_default("second_factor_required_roles", "")?

@@ -14,6 +14,7 @@ use crate::auth::tokens::AccessClaims;
 use crate::error::FhirError;
 
 pub mod policy;
+pub mod rate_limit;
 pub mod roles;
 
 /// A tenant (clinic) id. Every stored resource belongs to exactly one.

@@ -94,10 +94,12 @@ async fn write_events(store: DynStore, registry: &'static Registry, mut receiver
             let (mine, rest): (Vec<Pending>, Vec<Pending>) = batch.drain(..).partition(|p| p.tenant == tenant);
             batch = rest;
             let events: Vec<&Value> = mine.iter().map(|p| &p.event).collect();
+            let started = std::time::Instant::now();
             let result = append(&store, registry, &tenant, &events).await.map_err(|e| {
                 tracing::error!(tenant = %tenant, error = %e, "audit events could not be written");
                 format!("the audit trail could not be written: {e}")
             });
+            tracing::debug!(events = mine.len(), micros = started.elapsed().as_micros() as u64, "audit batch written");
             for pending in mine {
                 let _ = pending.done.send(result.clone());
             }

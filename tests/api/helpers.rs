@@ -55,6 +55,10 @@ pub fn settings(database_url: &str) -> Settings {
         session_lifetime_secs: 3600,
         session_idle_secs: 600,
         registration: kiln::config::Registration::AdminApproved,
+        // The harness sends many requests from one address; the rate-limit case sets its own.
+        rate_limit_ip_per_sec: 0,
+        rate_limit_client_per_sec: 0,
+        rate_limit_user_per_sec: 0,
         lockout_after_failed_logins: 5,
         password_max_age_days: 0,
         second_factor_required_roles: String::new(),
@@ -77,7 +81,13 @@ pub fn authorized_client(token: &str) -> Client {
 /// Registers a backend-services app (client secret) allowed `system/*.cruds` and gets a token
 /// for it from the token endpoint.
 pub async fn system_token(state: &kiln::app::AppState, root: &str) -> String {
-    let (client_id, secret) = register_app(state, ClientKind::ConfidentialSymmetric, "system/*.cruds", vec![]).await;
+    system_token_in(state, root, "test-clinic").await
+}
+
+/// [`system_token`] for an app of another clinic (tenant).
+pub async fn system_token_in(state: &kiln::app::AppState, root: &str, tenant: &str) -> String {
+    let (client_id, secret) =
+        register_app_in(state, tenant, ClientKind::ConfidentialSymmetric, "system/*.cruds", vec![]).await;
     let response = Client::new()
         .post(format!("{root}/auth/token"))
         .basic_auth(&client_id, Some(&secret.unwrap()))
@@ -97,10 +107,21 @@ pub async fn register_app(
     scopes: &str,
     redirect_uris: Vec<String>,
 ) -> (String, Option<String>) {
+    register_app_in(state, "test-clinic", kind, scopes, redirect_uris).await
+}
+
+/// [`register_app`] in another clinic (tenant).
+pub async fn register_app_in(
+    state: &kiln::app::AppState,
+    tenant: &str,
+    kind: ClientKind,
+    scopes: &str,
+    redirect_uris: Vec<String>,
+) -> (String, Option<String>) {
     let registered = kiln::auth::accounts::register_client(
         &state.store,
         NewClient {
-            tenant: "test-clinic".into(),
+            tenant: tenant.into(),
             name: "Test app".into(),
             kind,
             redirect_uris,

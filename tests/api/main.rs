@@ -23,4 +23,6 @@ mod rules;
 mod search;
 mod smart;
 mod store_contract;
+mod tenancy;
 mod transaction;
+mod transport;
