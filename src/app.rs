@@ -36,6 +36,7 @@ pub struct AppState {
     pub auth: Arc<crate::auth::AuthServer>,
     pub audit: crate::audit::Auditor,
     pub rate_limits: Arc<crate::access::rate_limit::RateLimits>,
+    pub consent: Arc<crate::access::consent::ConsentCache>,
 }
 
 impl AppState {
@@ -61,6 +62,7 @@ impl AppState {
             auth,
             audit,
             rate_limits,
+            consent: Default::default(),
             store,
             registry,
             capability_statement: rest::capabilities::build(registry, &base_url).into(),
@@ -191,6 +193,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(middleware::from_fn(rest::format::negotiate))
         .with_state(state.clone())
         .merge(entries)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::access::consent::apply))
         .layer(middleware::from_fn_with_state(state.clone(), crate::access::rate_limit::limit))
         .layer(middleware::from_fn_with_state(state.clone(), crate::audit::middleware::audit))
         .layer(crate::auth::cors());

@@ -13,6 +13,7 @@ use crate::auth::scopes::ScopeSet;
 use crate::auth::tokens::AccessClaims;
 use crate::error::FhirError;
 
+pub mod consent;
 pub mod policy;
 pub mod rate_limit;
 pub mod roles;

@@ -18,6 +18,8 @@ use crate::error::FhirError;
 
 /// The three limiters; a limit of 0 requests per second turns one off.
 pub struct RateLimits {
+    /// Made once: making a clock calibrates it, far too slow for every request.
+    clock: DefaultClock,
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_client: Option<DefaultKeyedRateLimiter<Arc<str>>>,
     per_user: Option<DefaultKeyedRateLimiter<Arc<str>>>,
@@ -33,6 +35,7 @@ fn quota(per_second: u32) -> Option<Quota> {
 impl RateLimits {
     pub fn new(ip_per_second: u32, client_per_second: u32, user_per_second: u32) -> RateLimits {
         RateLimits {
+            clock: DefaultClock::default(),
             per_ip: quota(ip_per_second).map(RateLimiter::keyed),
             per_client: quota(client_per_second).map(RateLimiter::keyed),
             per_user: quota(user_per_second).map(RateLimiter::keyed),
@@ -51,8 +54,7 @@ impl RateLimits {
 
     /// Whether one more request of this caller is within every limit; else how long to wait.
     pub fn check(&self, ip: Option<IpAddr>, client: Option<&str>, user: Option<&str>) -> Result<(), u64> {
-        let now = DefaultClock::default().now();
-        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(now).as_secs().max(1);
+        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(self.clock.now()).as_secs().max(1);
         if let (Some(limiter), Some(ip)) = (&self.per_ip, ip) {
             limiter.check_key(&ip).map_err(wait)?;
         }

@@ -50,9 +50,13 @@ pub fn canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// SHA-256 (hex) of the canonical form of stored JSON.
+/// SHA-256 (hex) of the canonical form of an AuditEvent's JSON, without `meta` (which the store
+/// sets on the resource copy: version and time of the copy).
 pub fn content_hash(stored: &[u8]) -> Result<String, String> {
-    let value: Value = serde_json::from_slice(stored).map_err(|e| format!("an AuditEvent is not JSON: {e}"))?;
+    let mut value: Value = serde_json::from_slice(stored).map_err(|e| format!("an AuditEvent is not JSON: {e}"))?;
+    if let Value::Object(members) = &mut value {
+        members.remove("meta");
+    }
     let mut bytes = Vec::with_capacity(stored.len());
     canonical(&value, &mut bytes);
     Ok(hex(&Sha256::digest(&bytes)))
@@ -93,31 +97,35 @@ pub async fn verify_all(store: &DynStore) -> Result<Vec<Verification>, String> {
     Ok(results)
 }
 
-/// Walks the tenant's chain from the start: each link must follow the one before it, hash over
-/// its predecessor, and cover an AuditEvent whose canonical form still has the recorded hash;
-/// then no AuditEvent may be outside the chain.
+/// Walks the tenant's log from the start: each row must follow the one before it, hash over its
+/// predecessor and still hold the event it was written with; the event's resource copy (once
+/// made) must have the same content; and no AuditEvent resource may be outside the log.
 pub async fn verify(store: &DynStore, tenant: &TenantId) -> Result<Verification, String> {
     let mut result = Verification { tenant: tenant.clone(), intact: 0, broken: None };
+    let indexed = store.audit_indexed_position(tenant).await.map_err(|e| e.to_string())?;
     let mut expected_seq = 1;
     let mut prev_hash = GENESIS.to_string();
     loop {
         let page = store.audit_links(tenant, expected_seq - 1, PAGE).await.map_err(|e| e.to_string())?;
         let full_page = page.len() == PAGE as usize;
-        for (link, json) in page {
+        for row in page {
+            let link = &row.link;
             let broken = |reason: String| Some(BrokenLink { seq: link.seq, id: link.id.clone(), reason });
+            let changed = || broken(format!("AuditEvent/{} was changed after it was recorded", link.id));
             result.broken = if link.seq != expected_seq {
-                broken(format!("links {expected_seq} to {} are missing", link.seq - 1))
+                broken(format!("log rows {expected_seq} to {} are missing", link.seq - 1))
             } else if link.prev_hash != prev_hash {
-                broken("it does not follow the link before it (prev_hash differs)".into())
+                broken("it does not follow the row before it (prev_hash differs)".into())
             } else if link.hash != link_hash(&link.prev_hash, &link.content_hash) {
                 broken("its own hash does not match its contents".into())
+            } else if content_hash(&row.logged)? != link.content_hash {
+                changed()
             } else {
-                match json.as_deref().map(content_hash) {
-                    None => broken(format!("AuditEvent/{} is missing or deleted", link.id)),
+                match row.resource.as_deref().map(content_hash) {
+                    None if link.seq <= indexed => broken(format!("AuditEvent/{} is missing or deleted", link.id)),
+                    None => None,
                     Some(Err(e)) => broken(e),
-                    Some(Ok(hash)) if hash != link.content_hash => {
-                        broken(format!("AuditEvent/{} was changed after it was recorded", link.id))
-                    }
+                    Some(Ok(hash)) if hash != link.content_hash => changed(),
                     Some(Ok(_)) => None,
                 }
             };
@@ -126,7 +134,7 @@ pub async fn verify(store: &DynStore, tenant: &TenantId) -> Result<Verification,
             }
             result.intact += 1;
             expected_seq = link.seq + 1;
-            prev_hash = link.hash;
+            prev_hash = link.hash.clone();
         }
         if !full_page {
             break;
@@ -137,7 +145,7 @@ pub async fn verify(store: &DynStore, tenant: &TenantId) -> Result<Verification,
         result.broken = Some(BrokenLink {
             seq: expected_seq,
             id: id.clone(),
-            reason: format!("AuditEvent/{id} is not in the chain (added outside the server)"),
+            reason: format!("AuditEvent/{id} is not in the log (added outside the server)"),
         });
     }
     Ok(result)

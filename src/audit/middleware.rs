@@ -70,11 +70,7 @@ impl Disclosure {
             Some(version) => self.resources.insert(format!("{resource_type}/{id}/_history/{version}")),
             None => self.resources.insert(format!("{resource_type}/{id}")),
         };
-        if resource_type == "Patient" {
-            self.patients.insert(id.to_string());
-        } else if in_patient_compartment(resource_type) {
-            patient_references(resource, base_url, &mut self.patients);
-        }
+        self.patients.extend(patients_of(resource, base_url));
     }
 
     /// Adds a `Type/id[/_history/n]` reference (a path or a `Location`).
@@ -130,6 +126,24 @@ impl Disclosure {
         }
         entities
     }
+}
+
+/// The patients whose record a resource belongs to: a Patient itself; for the types of the
+/// Patient compartment, the patients they refer to.
+pub fn patients_of(resource: &Value, base_url: &str) -> BTreeSet<String> {
+    let mut patients = BTreeSet::new();
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some("Patient") => {
+            if let Some(id) = resource.get("id").and_then(Value::as_str) {
+                patients.insert(id.to_string());
+            }
+        }
+        Some(resource_type) if in_patient_compartment(resource_type) => {
+            patient_references(resource, base_url, &mut patients)
+        }
+        _ => {}
+    }
+    patients
 }
 
 /// Every `Patient/id` reference in a resource (relative, or absolute to this server).
@@ -216,6 +230,7 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
         None => path.clone(),
     });
     let description = (!status.is_success()).then(|| format!("HTTP {}", status.as_u16()));
+    let broke_the_glass = response_parts.extensions.get::<crate::access::consent::BrokeTheGlass>().map(|b| b.0.clone());
     let event = event::audit_event(
         &kind,
         &Actor::of_principal(Some(&principal)),
@@ -223,7 +238,7 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
         Outcome::of_status(status.as_u16()),
         description.as_deref(),
         disclosure.entities(query_text.as_deref()),
-        None,
+        broke_the_glass.as_deref().map(|reason| ("BTG", reason)),
     );
     match state.audit.record(&principal.tenant, event).await {
         Ok(()) => Response::from_parts(response_parts, Body::from(bytes)),

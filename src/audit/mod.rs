@@ -1,10 +1,12 @@
 //! The audit trail (HIPAA §164.312(b), 21 CFR 11.10(e)): every access to the FHIR API and every
-//! sign-in, sign-out and token becomes an AuditEvent (FHIR R4 auditevent.html), committed before
-//! the response leaves, hash-chained per tenant and never changed.
+//! sign-in, sign-out and token becomes an AuditEvent (FHIR R4 auditevent.html), committed to the
+//! tenant's hash-chained audit log before the response leaves, and never changed.
 //!
-//! Writers do not commit one event each: they hand their event to one background task that
-//! writes every event waiting at that moment in one transaction (group commit), so the cost of a
-//! commit is shared by all the requests that arrived during the previous one.
+//! Requests do not commit one event each: they hand their event to one background task that
+//! appends every event waiting at that moment in one transaction (group commit), so the cost of
+//! a commit is shared by all the requests that arrived during the previous one. The log row is
+//! all a request waits for; a second task copies new rows into AuditEvent resources (and the
+//! search index) in large batches, and any read of AuditEvents first brings that copy up to date.
 
 pub mod chain;
 pub mod event;
@@ -17,9 +19,17 @@ use tokio::sync::{mpsc, oneshot};
 use crate::access::TenantId;
 use crate::fhir::registry::Registry;
 use crate::store::{AuditLink, Change, DynStore, WriteRequest};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Most events one transaction writes; more wait for the next.
 const MAX_BATCH: usize = 512;
+/// Most log rows copied into resources per transaction (measured: 100 made the per-transaction
+/// costs dominate; 500 holds the one SQLite writer for about 0.1 s under load).
+const INDEX_BATCH: u32 = 500;
+/// How long new log rows may wait before they are copied into resources (reads of AuditEvents
+/// do not wait for it: they bring the copy up to date first).
+const INDEX_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// An event waiting to be written, and who waits for it.
 struct Pending {
@@ -32,27 +42,47 @@ struct Pending {
 #[derive(Clone)]
 pub struct Auditor {
     queue: Option<mpsc::Sender<Pending>>,
+    indexing: Option<Arc<Indexing>>,
+}
+
+/// What the copying of log rows into resources needs in this process.
+struct Indexing {
+    store: DynStore,
+    registry: &'static Registry,
+    /// Tenants with log rows this process wrote and has not copied yet.
+    behind: std::sync::Mutex<HashSet<TenantId>>,
+    /// One copy at a time in this process (other nodes are kept out by the lock `audit-index`).
+    running: tokio::sync::Mutex<()>,
+    wake: tokio::sync::Notify,
 }
 
 impl Auditor {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer and the indexer tasks on the current runtime.
     pub fn start(store: DynStore, registry: &'static Registry) -> Auditor {
         let (queue, receiver) = mpsc::channel(8 * MAX_BATCH);
-        tokio::spawn(write_events(store, registry, receiver));
-        Auditor { queue: Some(queue) }
+        let indexing = Arc::new(Indexing {
+            store: store.clone(),
+            registry,
+            behind: Default::default(),
+            running: Default::default(),
+            wake: Default::default(),
+        });
+        tokio::spawn(write_events(store, receiver, indexing.clone()));
+        tokio::spawn(index_continuously(indexing.clone()));
+        Auditor { queue: Some(queue), indexing: Some(indexing) }
     }
 
     /// An auditor that records nothing: only for measuring what auditing costs (`audit = false`).
     pub fn disabled() -> Auditor {
-        Auditor { queue: None }
+        Auditor { queue: None, indexing: None }
     }
 
     pub fn enabled(&self) -> bool {
         self.queue.is_some()
     }
 
-    /// Records an AuditEvent (without `id` and `meta`, which the store assigns) in the tenant's
-    /// trail, answering once it is committed.
+    /// Records an AuditEvent (without `id` and `meta`) in the tenant's log, answering once it is
+    /// committed.
     pub async fn record(&self, tenant: &TenantId, event: Value) -> Result<(), String> {
         let Some(queue) = &self.queue else { return Ok(()) };
         let (done, committed) = oneshot::channel();
@@ -61,6 +91,152 @@ impl Auditor {
             .await
             .map_err(|_| "the audit writer has stopped".to_string())?;
         committed.await.map_err(|_| "the audit writer has stopped".to_string())?
+    }
+
+    /// Brings the tenant's AuditEvent resources up to date with what this process logged, so a
+    /// read of the trail sees every access answered before it.
+    pub async fn catch_up(&self, tenant: &TenantId) -> Result<(), String> {
+        let Some(indexing) = &self.indexing else { return Ok(()) };
+        let _running = indexing.running.lock().await;
+        let behind = indexing.behind.lock().map(|mut set| set.remove(tenant)).unwrap_or(true);
+        if behind {
+            index_pending(&indexing.store, indexing.registry, tenant).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The writer task: takes whatever is waiting (at least one event), appends it to the log in one
+/// transaction per tenant, answers every waiter, and goes again.
+async fn write_events(store: DynStore, mut receiver: mpsc::Receiver<Pending>, indexing: Arc<Indexing>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut tenants: Vec<TenantId> = batch.iter().map(|p| p.tenant.clone()).collect();
+        tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        tenants.dedup();
+        for tenant in tenants {
+            let (mine, rest): (Vec<Pending>, Vec<Pending>) = batch.drain(..).partition(|p| p.tenant == tenant);
+            batch = rest;
+            let events: Vec<&Value> = mine.iter().map(|p| &p.event).collect();
+            let started = std::time::Instant::now();
+            let result = append(&store, &tenant, &events).await.map_err(|e| {
+                tracing::error!(tenant = %tenant, error = %e, "audit events could not be written");
+                format!("the audit trail could not be written: {e}")
+            });
+            tracing::debug!(events = mine.len(), micros = started.elapsed().as_micros() as u64, "audit batch written");
+            if result.is_ok()
+                && let Ok(mut behind) = indexing.behind.lock()
+            {
+                behind.insert(tenant.clone());
+            }
+            for pending in mine {
+                let _ = pending.done.send(result.clone());
+            }
+        }
+        indexing.wake.notify_one();
+    }
+}
+
+/// Appends events to the tenant's log, extending its hash chain, in one transaction.
+async fn append(store: &DynStore, tenant: &TenantId, events: &[&Value]) -> Result<(), String> {
+    let mut transaction = store.begin(tenant).await.map_err(|e| e.to_string())?;
+    transaction.lock("audit-chain").await.map_err(|e| e.to_string())?;
+    let head = transaction.audit_chain_head().await.map_err(|e| e.to_string())?;
+    let (mut seq, mut prev_hash) = match head {
+        Some(link) => (link.seq, link.hash),
+        None => (0, chain::GENESIS.to_string()),
+    };
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let id = crate::rest::new_id();
+        let json = serde_json::to_vec(&with_id(event, &id)).map_err(|e| e.to_string())?;
+        let content_hash = chain::content_hash(&json)?;
+        let hash = chain::link_hash(&prev_hash, &content_hash);
+        seq += 1;
+        rows.push((AuditLink { seq, id, content_hash, prev_hash, hash: hash.clone() }, json));
+        prev_hash = hash;
+    }
+    transaction.append_audit_log(&rows).await.map_err(|e| e.to_string())?;
+    transaction.commit().await.map_err(|e| e.to_string())
+}
+
+/// The event with its id, placed after `resourceType` as FHIR JSON usually has it.
+fn with_id(event: &Value, id: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Value::Object(members) = event {
+        for (name, value) in members {
+            out.insert(name.clone(), value.clone());
+            if name == "resourceType" {
+                out.insert("id".into(), Value::String(id.to_string()));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// The indexer task: shortly after new rows are logged, copies them into resources.
+async fn index_continuously(indexing: Arc<Indexing>) {
+    loop {
+        indexing.wake.notified().await;
+        tokio::time::sleep(INDEX_DELAY).await;
+        let _running = indexing.running.lock().await;
+        let tenants: Vec<TenantId> = match indexing.behind.lock() {
+            Ok(mut behind) => behind.drain().collect(),
+            Err(_) => continue,
+        };
+        for tenant in tenants {
+            if let Err(e) = index_pending(&indexing.store, indexing.registry, &tenant).await {
+                tracing::error!(tenant = %tenant, error = %e, "audit events could not be indexed");
+                if let Ok(mut behind) = indexing.behind.lock() {
+                    behind.insert(tenant);
+                }
+            }
+        }
+    }
+}
+
+/// Copies every log row not yet copied into an AuditEvent resource (with its search-index rows),
+/// a batch per transaction, under the lock `audit-index` so that nodes never copy a row twice.
+/// Answers how many rows were copied.
+pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant: &TenantId) -> Result<u64, String> {
+    let mut copied = 0;
+    // Only what is logged now: chasing rows logged while copying would keep the one SQLite
+    // writer busy in small batches.
+    let mut target = None;
+    loop {
+        let started = std::time::Instant::now();
+        let mut transaction = store.begin(tenant).await.map_err(|e| e.to_string())?;
+        transaction.lock("audit-index").await.map_err(|e| e.to_string())?;
+        if target.is_none() {
+            let head = transaction.audit_chain_head().await.map_err(|e| e.to_string())?;
+            target = Some(head.map_or(0, |link| link.seq));
+        }
+        let target = target.unwrap_or(0);
+        let position = transaction.audit_indexed_position().await.map_err(|e| e.to_string())?;
+        let mut rows = transaction.audit_log_after(position, INDEX_BATCH).await.map_err(|e| e.to_string())?;
+        rows.retain(|(link, _)| link.seq <= target);
+        let Some(last) = rows.last().map(|(link, _)| link.seq) else { return Ok(copied) };
+        let mut bodies = Vec::with_capacity(rows.len());
+        for (link, json) in &rows {
+            let (body, value) = crate::fhir::json::parse_resource(json).map_err(|e| e.to_string())?;
+            let index = crate::search::index_resource(registry, "AuditEvent", &value);
+            bodies.push((link.id.as_str(), body, index));
+        }
+        let requests: Vec<WriteRequest<'_>> = bodies
+            .iter_mut()
+            .map(|(id, body, index)| {
+                let mut request = WriteRequest::new("AuditEvent", id, Change::Create(body));
+                // No links: an audit record must never keep a patient from being deleted, nor
+                // need what it names to exist.
+                request.index = std::mem::take(index);
+                request
+            })
+            .collect();
+        transaction.write_batch(&requests).await.map_err(|e| e.error.to_string())?;
+        transaction.set_audit_indexed_position(last).await.map_err(|e| e.to_string())?;
+        transaction.commit().await.map_err(|e| e.to_string())?;
+        tracing::debug!(events = rows.len(), micros = started.elapsed().as_micros() as u64, "audit events indexed");
+        copied += rows.len() as u64;
     }
 }
 
@@ -80,75 +256,4 @@ pub async fn record_auth_event(
     if let Err(e) = state.audit.record(&tenant, event).await {
         tracing::error!(error = %e, "an authentication event could not be audited");
     }
-}
-
-/// The writer task: takes whatever is waiting (at least one event), writes it in one
-/// transaction per tenant, answers every waiter, and goes again.
-async fn write_events(store: DynStore, registry: &'static Registry, mut receiver: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut tenants: Vec<TenantId> = batch.iter().map(|p| p.tenant.clone()).collect();
-        tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        tenants.dedup();
-        for tenant in tenants {
-            let (mine, rest): (Vec<Pending>, Vec<Pending>) = batch.drain(..).partition(|p| p.tenant == tenant);
-            batch = rest;
-            let events: Vec<&Value> = mine.iter().map(|p| &p.event).collect();
-            let started = std::time::Instant::now();
-            let result = append(&store, registry, &tenant, &events).await.map_err(|e| {
-                tracing::error!(tenant = %tenant, error = %e, "audit events could not be written");
-                format!("the audit trail could not be written: {e}")
-            });
-            tracing::debug!(events = mine.len(), micros = started.elapsed().as_micros() as u64, "audit batch written");
-            for pending in mine {
-                let _ = pending.done.send(result.clone());
-            }
-        }
-    }
-}
-
-/// Writes events as AuditEvent resources and extends the tenant's hash chain over them, in one
-/// transaction.
-async fn append(
-    store: &DynStore,
-    registry: &'static Registry,
-    tenant: &TenantId,
-    events: &[&Value],
-) -> Result<(), String> {
-    let mut bodies = Vec::with_capacity(events.len());
-    for event in events {
-        let bytes = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-        let (body, value) = crate::fhir::json::parse_resource(&bytes).map_err(|e| format!("{e:?}"))?;
-        let index = crate::search::index_resource(registry, "AuditEvent", &value);
-        bodies.push((crate::rest::new_id(), body, index));
-    }
-    let requests: Vec<WriteRequest<'_>> = bodies
-        .iter()
-        .map(|(id, body, index)| {
-            let mut request = WriteRequest::new("AuditEvent", id, Change::Create(body));
-            // No links: an audit record must never keep a patient from being deleted, nor need
-            // what it names to exist.
-            request.index = index.clone();
-            request
-        })
-        .collect();
-    let mut transaction = store.begin(tenant).await.map_err(|e| e.to_string())?;
-    transaction.lock("audit-chain").await.map_err(|e| e.to_string())?;
-    let head = transaction.audit_chain_head().await.map_err(|e| e.to_string())?;
-    let outcomes = transaction.write_batch(&requests).await.map_err(|e| format!("{e:?}"))?;
-    let (mut seq, mut prev_hash) = match head {
-        Some(link) => (link.seq, link.hash),
-        None => (0, chain::GENESIS.to_string()),
-    };
-    let mut links = Vec::with_capacity(outcomes.len());
-    for outcome in &outcomes {
-        let stored = outcome.record.json.as_deref().ok_or("a written AuditEvent has no body")?;
-        let content_hash = chain::content_hash(stored)?;
-        let hash = chain::link_hash(&prev_hash, &content_hash);
-        seq += 1;
-        links.push(AuditLink { seq, id: outcome.record.id.clone(), content_hash, prev_hash, hash: hash.clone() });
-        prev_hash = hash;
-    }
-    transaction.append_audit_links(&links).await.map_err(|e| e.to_string())?;
-    transaction.commit().await.map_err(|e| e.to_string())
 }

@@ -126,6 +126,8 @@ pub fn tally(report: &mut Report, event: &Value, patient_filter: Option<&str>) {
 /// Reads every AuditEvent of the period (by search, a thousand at a time) into a report.
 pub async fn build(store: &DynStore, request: &ReportRequest) -> Result<Report, String> {
     let registry = crate::fhir::registry::Registry::global();
+    // The report reads AuditEvent resources: copy what the log holds beyond them first.
+    super::index_pending(store, registry, &request.tenant).await?;
     let definition = registry.resource("AuditEvent").ok_or("AuditEvent is not served")?;
     let mut params = vec![
         ("date".to_string(), format!("ge{}", request.from)),

@@ -24,6 +24,7 @@ pub async fn instance_history(
     let definition = resource_type(&state, &type_name)?;
     let id = logical_id(&id)?;
     principal.permit(&definition.name, Interaction::Read)?;
+    super::audit_caught_up(&state, &principal.tenant, &definition.name).await?;
     if state.store.read_current(&principal.tenant, &definition.name, id).await?.is_none() {
         return Err(FhirError::NotFound(format!("{type_name}/{id} is not known")));
     }
@@ -38,6 +39,7 @@ pub async fn type_history(
     RawQuery(query): RawQuery,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
+    super::audit_caught_up(&state, &principal.tenant, &definition.name).await?;
     let path = format!("{type_name}/_history");
     history(&state, &principal, HistoryScope::Type(&definition.name), &path, query.as_deref()).await
 }

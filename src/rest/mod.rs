@@ -42,6 +42,19 @@ pub fn resource_type(state: &AppState, name: &str) -> Result<&'static ResourceTy
         .ok_or_else(|| FhirError::UnknownType(format!("resource type '{name}' is not supported")))
 }
 
+/// Before AuditEvents are read: brings their resource copies up to date with the audit log, so
+/// that the trail shows every access answered before this request.
+pub async fn audit_caught_up(
+    state: &AppState,
+    tenant: &crate::access::TenantId,
+    type_name: &str,
+) -> Result<(), FhirError> {
+    if type_name == "AuditEvent" {
+        state.audit.catch_up(tenant).await.map_err(FhirError::Internal)?;
+    }
+    Ok(())
+}
+
 /// Checks an id from the URL against the FHIR id pattern.
 pub fn logical_id(id: &str) -> Result<&str, FhirError> {
     if crate::fhir::is_valid_id(id) {

@@ -27,6 +27,7 @@ pub async fn read(
     params.only(&["_summary", "_elements"])?;
     let subset = params.subset()?;
     principal.permit(&definition.name, Interaction::Read)?;
+    super::audit_caught_up(&state, &principal.tenant, &definition.name).await?;
     let record =
         super::live(state.store.read_current(&principal.tenant, &definition.name, id).await?, type_name.as_str(), id)?;
     policy::ensure_visible(&state, &principal, &definition.name, id, Interaction::Read).await?;

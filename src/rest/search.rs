@@ -233,6 +233,7 @@ async fn search(
     let definition = resource_type(state, type_name)?;
     let restriction = principal.permit(&definition.name, Interaction::Search)?;
     policy::check_reach(principal, &definition.name, &params)?;
+    super::audit_caught_up(state, &principal.tenant, &definition.name).await?;
     let mut params = expand_value_sets(state, principal, params).await?;
     let confined_to = policy::restrict(&mut params, &restriction);
     let lenient = headers

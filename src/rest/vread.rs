@@ -27,6 +27,7 @@ pub async fn vread(
         .filter(|v| *v > 0)
         .ok_or_else(|| FhirError::bad_request(IssueType::Value, format!("'{version}' is not a version id")))?;
     principal.permit(&definition.name, Interaction::Read)?;
+    super::audit_caught_up(&state, &principal.tenant, &definition.name).await?;
     let record = state
         .store
         .read_version(&principal.tenant, &definition.name, id, version)

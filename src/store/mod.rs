@@ -244,17 +244,15 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     }
     /// The profiles, tags and security labels on current resources of one type, or of all.
     async fn meta_in_use(&self, tenant: &TenantId, resource_type: Option<&str>) -> StoreResult<MetaInUse>;
-    /// Up to `limit` links of the tenant's audit chain after position `after_seq`, in order, each
-    /// with the stored JSON of its AuditEvent (`None` when that event is gone or deleted).
-    async fn audit_links(
-        &self,
-        tenant: &TenantId,
-        after_seq: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<(AuditLink, Option<Vec<u8>>)>>;
-    /// Up to `limit` ids of the tenant's AuditEvents that no chain link covers.
+    /// Up to `limit` rows of the tenant's audit log after position `after_seq`, in order, each
+    /// with the current JSON of its AuditEvent resource (`None` when there is none, or it is
+    /// deleted).
+    async fn audit_links(&self, tenant: &TenantId, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    /// How far the tenant's audit log has been copied into AuditEvent resources.
+    async fn audit_indexed_position(&self, tenant: &TenantId) -> StoreResult<i64>;
+    /// Up to `limit` ids of the tenant's AuditEvent resources that have no audit log row.
     async fn unchained_audit_events(&self, tenant: &TenantId, limit: u32) -> StoreResult<Vec<String>>;
-    /// The tenants that have an audit chain or AuditEvents.
+    /// The tenants that have an audit log or AuditEvents.
     async fn audit_tenants(&self) -> StoreResult<Vec<TenantId>>;
     /// Makes sure the tenant row exists.
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
@@ -309,6 +307,15 @@ pub struct AuditLink {
     pub hash: String,
 }
 
+/// A row of the audit log as verification reads it: the link, the JSON written before the
+/// response, and the AuditEvent resource's current JSON.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub link: AuditLink,
+    pub logged: Vec<u8>,
+    pub resource: Option<Vec<u8>>,
+}
+
 /// What `$meta` reports for a type or the whole system.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetaInUse {
@@ -356,10 +363,16 @@ pub trait StoreTransaction: Send {
     async fn referrers(&mut self, targets: &[(String, String)], limit: u32) -> StoreResult<Vec<Link>>;
     /// The next value of a per-tenant counter (see [`Store::next_sequence`]).
     async fn next_sequence(&mut self, name: &str) -> StoreResult<i64>;
-    /// The last link of the tenant's audit chain; the caller holds the lock `audit-chain`.
+    /// The last row of the tenant's audit log; the caller holds the lock `audit-chain`.
     async fn audit_chain_head(&mut self) -> StoreResult<Option<AuditLink>>;
-    /// Appends links to the tenant's audit chain (the table refuses changes to existing ones).
-    async fn append_audit_links(&mut self, links: &[AuditLink]) -> StoreResult<()>;
+    /// Appends rows (a link and the event's JSON) to the tenant's audit log (the table refuses
+    /// changes to existing rows).
+    async fn append_audit_log(&mut self, rows: &[(AuditLink, Vec<u8>)]) -> StoreResult<()>;
+    /// Up to `limit` audit log rows after `after_seq`, with their JSON.
+    async fn audit_log_after(&mut self, after_seq: i64, limit: u32) -> StoreResult<Vec<(AuditLink, Vec<u8>)>>;
+    /// How far the audit log has been copied into resources, and recording a new position.
+    async fn audit_indexed_position(&mut self) -> StoreResult<i64>;
+    async fn set_audit_indexed_position(&mut self, seq: i64) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 

@@ -43,7 +43,7 @@ pub fn migrator() -> Migrator {
         migration(7, "authorization", include_str!("../../migrations/postgres/0007_authorization.sql")),
         migration(8, "external identities", include_str!("../../migrations/postgres/0008_external_identities.sql")),
         migration(9, "second factor", include_str!("../../migrations/postgres/0009_second_factor.sql")),
-        migration(10, "audit chain", include_str!("../../migrations/postgres/0010_audit_chain.sql")),
+        migration(10, "audit log", include_str!("../../migrations/postgres/0010_audit_log.sql")),
         migration(11, "account safeguards", include_str!("../../migrations/postgres/0011_account_safeguards.sql")),
     ])
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    AuditLink, BatchError, Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store, StoreError,
-    StoreResult, StoreTransaction, VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
+    AuditLink, AuditRow, BatchError, Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store,
+    StoreError, StoreResult, StoreTransaction, VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest,
+    plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -311,16 +312,11 @@ where
         Ok(meta)
     }
 
-    async fn audit_links(
-        &self,
-        tenant: &TenantId,
-        after_seq: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<(AuditLink, Option<Vec<u8>>)>> {
+    async fn audit_links(&self, tenant: &TenantId, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
         let rows = sqlx::query::<DB>(
-            "SELECT c.seq, c.id, c.content_hash, c.prev_hash, c.hash, r.json FROM audit_chain c \
-             LEFT JOIN resources r ON r.tenant = c.tenant AND r.type = 'AuditEvent' AND r.id = c.id \
-             WHERE c.tenant = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3",
+            "SELECT l.seq, l.id, l.content_hash, l.prev_hash, l.hash, l.json, r.json FROM audit_log l \
+             LEFT JOIN resources r ON r.tenant = l.tenant AND r.type = 'AuditEvent' AND r.id = l.id \
+             WHERE l.tenant = $1 AND l.seq > $2 ORDER BY l.seq LIMIT $3",
         )
         .bind(tenant.to_string())
         .bind(after_seq)
@@ -329,22 +325,30 @@ where
         .await?;
         rows.iter()
             .map(|row| {
-                let link = AuditLink {
-                    seq: row.try_get(0)?,
-                    id: row.try_get(1)?,
-                    content_hash: row.try_get(2)?,
-                    prev_hash: row.try_get(3)?,
-                    hash: row.try_get(4)?,
-                };
-                Ok((link, row.try_get::<Option<Vec<u8>>, _>(5)?))
+                Ok(AuditRow {
+                    link: audit_link(row)?,
+                    logged: row.try_get(5)?,
+                    resource: row.try_get::<Option<Vec<u8>>, _>(6)?,
+                })
             })
             .collect()
+    }
+
+    async fn audit_indexed_position(&self, tenant: &TenantId) -> StoreResult<i64> {
+        let row = sqlx::query::<DB>("SELECT seq FROM audit_indexed WHERE tenant = $1")
+            .bind(tenant.to_string())
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        })
     }
 
     async fn unchained_audit_events(&self, tenant: &TenantId, limit: u32) -> StoreResult<Vec<String>> {
         let rows = sqlx::query::<DB>(
             "SELECT r.id FROM resources r WHERE r.tenant = $1 AND r.type = 'AuditEvent' AND NOT EXISTS \
-             (SELECT 1 FROM audit_chain c WHERE c.tenant = r.tenant AND c.id = r.id) ORDER BY r.id LIMIT $2",
+             (SELECT 1 FROM audit_log l WHERE l.tenant = r.tenant AND l.id = r.id) ORDER BY r.id LIMIT $2",
         )
         .bind(tenant.to_string())
         .bind(i64::from(limit))
@@ -355,7 +359,7 @@ where
 
     async fn audit_tenants(&self) -> StoreResult<Vec<TenantId>> {
         let rows = sqlx::query::<DB>(
-            "SELECT DISTINCT tenant FROM audit_chain UNION SELECT DISTINCT tenant FROM resources WHERE type = 'AuditEvent'",
+            "SELECT DISTINCT tenant FROM audit_log UNION SELECT DISTINCT tenant FROM resources WHERE type = 'AuditEvent'",
         )
         .fetch_all(&self.reads)
         .await?;
@@ -396,6 +400,21 @@ where
         self.writes.close().await;
         self.reads.close().await;
     }
+}
+
+fn audit_link<R: Row>(row: &R) -> StoreResult<AuditLink>
+where
+    usize: ColumnIndex<R>,
+    for<'e> String: Decode<'e, R::Database> + Type<R::Database>,
+    for<'e> i64: Decode<'e, R::Database> + Type<R::Database>,
+{
+    Ok(AuditLink {
+        seq: row.try_get(0)?,
+        id: row.try_get(1)?,
+        content_hash: row.try_get(2)?,
+        prev_hash: row.try_get(3)?,
+        hash: row.try_get(4)?,
+    })
 }
 
 /// A transaction on the writer pool, confined to one tenant.
@@ -828,51 +847,78 @@ where
 
     async fn audit_chain_head(&mut self) -> StoreResult<Option<AuditLink>> {
         let row = sqlx::query::<DB>(
-            "SELECT seq, id, content_hash, prev_hash, hash FROM audit_chain WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, id, content_hash, prev_hash, hash FROM audit_log WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
         )
         .bind(self.tenant.clone())
         .fetch_optional(&mut *self.tx)
         .await?;
-        row.map(|row| {
-            Ok(AuditLink {
-                seq: row.try_get(0)?,
-                id: row.try_get(1)?,
-                content_hash: row.try_get(2)?,
-                prev_hash: row.try_get(3)?,
-                hash: row.try_get(4)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(audit_link).transpose()
     }
 
-    async fn append_audit_links(&mut self, links: &[AuditLink]) -> StoreResult<()> {
-        // Few enough columns that a batch of several hundred links fits one statement.
-        for chunk in links.chunks(500) {
+    async fn append_audit_log(&mut self, rows: &[(AuditLink, Vec<u8>)]) -> StoreResult<()> {
+        for chunk in rows.chunks(500) {
             let mut sql =
-                String::from("INSERT INTO audit_chain (tenant, seq, id, content_hash, prev_hash, hash) VALUES ");
+                String::from("INSERT INTO audit_log (tenant, seq, id, content_hash, prev_hash, hash, json) VALUES ");
             for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push_str(", ");
                 }
                 if DB::POSITIONAL_PARAMETERS {
-                    sql.push_str("(?, ?, ?, ?, ?, ?)");
+                    sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
                 } else {
-                    let b = i * 6;
-                    sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+                    let b = i * 7;
+                    let numbered: Vec<String> = (1..=7).map(|n| format!("${}", b + n)).collect();
+                    sql.push_str(&format!("({})", numbered.join(", ")));
                 }
             }
             let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-            for link in chunk {
+            for (link, json) in chunk {
                 statement = statement
                     .bind(self.tenant.clone())
                     .bind(link.seq)
                     .bind(link.id.clone())
                     .bind(link.content_hash.clone())
                     .bind(link.prev_hash.clone())
-                    .bind(link.hash.clone());
+                    .bind(link.hash.clone())
+                    .bind(json.clone());
             }
             statement.execute(&mut *self.tx).await?;
         }
+        Ok(())
+    }
+
+    async fn audit_log_after(&mut self, after_seq: i64, limit: u32) -> StoreResult<Vec<(AuditLink, Vec<u8>)>> {
+        let rows = sqlx::query::<DB>(
+            "SELECT seq, id, content_hash, prev_hash, hash, json FROM audit_log \
+             WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(self.tenant.clone())
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(|row| Ok((audit_link(row)?, row.try_get(5)?))).collect()
+    }
+
+    async fn audit_indexed_position(&mut self) -> StoreResult<i64> {
+        let row = sqlx::query::<DB>("SELECT seq FROM audit_indexed WHERE tenant = $1")
+            .bind(self.tenant.clone())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        })
+    }
+
+    async fn set_audit_indexed_position(&mut self, seq: i64) -> StoreResult<()> {
+        sqlx::query::<DB>(
+            "INSERT INTO audit_indexed (tenant, seq) VALUES ($1, $2) ON CONFLICT (tenant) DO UPDATE SET seq = $2",
+        )
+        .bind(self.tenant.clone())
+        .bind(seq)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 

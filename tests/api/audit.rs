@@ -155,14 +155,14 @@ async fn tamper(app: &TestApp, id: &str, json: Vec<u8>) {
     if app.database_url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
         sqlx::query(sql).bind(json).bind(id).execute(&pool).await.unwrap();
-        let deleted = sqlx::query("DELETE FROM audit_chain").execute(&pool).await;
-        assert!(deleted.is_err(), "the chain table refuses deletes");
+        let deleted = sqlx::query("DELETE FROM audit_log").execute(&pool).await;
+        assert!(deleted.is_err(), "the audit log refuses deletes");
         pool.close().await;
     } else {
         let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
         sqlx::query(sql).bind(json).bind(id).execute(&pool).await.unwrap();
-        let deleted = sqlx::query("DELETE FROM audit_chain").execute(&pool).await;
-        assert!(deleted.is_err(), "the chain table refuses deletes");
+        let deleted = sqlx::query("DELETE FROM audit_log").execute(&pool).await;
+        assert!(deleted.is_err(), "the audit log refuses deletes");
         pool.close().await;
     }
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod audit;
 mod capabilities;
+mod consent;
 mod crud;
 mod demo;
 mod errors;
