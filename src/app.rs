@@ -178,6 +178,12 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/{type}/{id}/$meta-add", axum::routing::post(rest::meta::meta_add))
         .route("/{type}/{id}/$meta-delete", axum::routing::post(rest::meta::meta_delete))
         .route("/{type}/{id}/$everything", get(rest::everything::everything_for_patient))
+        .route("/{type}/{id}/$sign", axum::routing::post(rest::signature::sign))
+        .route("/{type}/{id}/$amend", axum::routing::post(rest::signature::amend))
+        .route(
+            "/{type}/{id}/$verify-signature",
+            get(rest::signature::verify_signature).post(rest::signature::verify_signature),
+        )
         .route("/{type}/_history", get(history::type_history))
         .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete).patch(rest::patch::patch))
         .route("/{type}/{id}/_history", get(history::instance_history))

@@ -52,6 +52,15 @@ fn operations(resource: &ResourceType) -> Vec<Value> {
             json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
         );
     }
+    if super::signature::SIGNABLE.contains(&resource.name.as_str()) {
+        for name in ["sign", "amend", "verify-signature"] {
+            operations.push(json!({
+                "name": name,
+                "definition": format!("https://kiln.example.org/fhir/OperationDefinition/{}-{name}", resource.name),
+                "documentation": "Electronic signatures (docs/signatures.md)"
+            }));
+        }
+    }
     operations
 }
 

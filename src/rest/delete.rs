@@ -40,7 +40,7 @@ pub async fn delete(
         policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Delete)?;
     }
     let mut transaction = state.store.begin(&principal.tenant).await?;
-    let outcome = delete_one(&mut *transaction, &definition.name, id).await?;
+    let outcome = delete_one(&state, &mut *transaction, &definition.name, id).await?;
     if !outcome.unchanged {
         let mut deleted = vec![(definition.name.clone(), id.to_string())];
         if cascade {
@@ -48,7 +48,7 @@ pub async fn delete(
             for (type_name, id) in deleted.iter().skip(1) {
                 // Every resource the cascade reaches needs the token's delete right of its own.
                 policy::ensure_unconfined_write(&principal, type_name, Interaction::Delete)?;
-                delete_one(&mut *transaction, type_name, id).await?;
+                delete_one(&state, &mut *transaction, type_name, id).await?;
             }
         }
         integrity::verify(&state, &mut *transaction, &[], &deleted).await.map_err(|v| v.error)?;
@@ -83,10 +83,12 @@ pub async fn conditional_delete(
 
 /// Deletes one resource in `transaction`; an id that never existed is a 404.
 pub async fn delete_one(
+    state: &AppState,
     transaction: &mut dyn StoreTransaction,
     resource_type: &str,
     id: &str,
 ) -> Result<WriteOutcome, FhirError> {
+    super::signature::ensure_changeable(state, transaction, resource_type, id, true).await?;
     transaction.write(WriteRequest::new(resource_type, id, Change::Delete)).await.map_err(|e| match e {
         StoreError::NotFound => FhirError::NotFound(format!("{resource_type}/{id} is not known")),
         other => other.into(),
@@ -110,7 +112,7 @@ pub async fn delete_matching(
         )));
     }
     for id in &ids {
-        delete_one(transaction, &definition.name, id).await?;
+        delete_one(state, transaction, &definition.name, id).await?;
     }
     Ok(ids)
 }

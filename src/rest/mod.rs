@@ -15,6 +15,7 @@ pub mod patch;
 pub mod read;
 pub mod rules;
 pub mod search;
+pub mod signature;
 pub mod transaction;
 pub mod update;
 pub mod validate;
@@ -268,7 +269,11 @@ pub fn write_response(
 #[derive(Debug, Clone, Copy)]
 pub enum WriteMode {
     Create,
-    Update { if_match: Option<i64> },
+    Update {
+        if_match: Option<i64>,
+    },
+    /// An update of a signed resource through `$amend` (the one write its lock allows).
+    Amend,
 }
 
 /// What a resource about to be written brings: the claims the store must hold for it, its
@@ -293,8 +298,11 @@ pub async fn prepare_resource(
     use crate::emr::rules::WriteKind;
     let kind = match mode {
         WriteMode::Create => WriteKind::Create,
-        WriteMode::Update { .. } => WriteKind::Update,
+        WriteMode::Update { .. } | WriteMode::Amend => WriteKind::Update,
     };
+    if let (WriteMode::Update { .. }, Some(id)) = (mode, resource.id.clone()) {
+        signature::ensure_changeable(state, transaction, resource_type, &id, false).await?;
+    }
     let tenant = transaction.tenant().clone();
     let guards = rules::prepare_write(transaction, &tenant, resource_type, resource, value, kind).await?;
     Ok(Prepared {
@@ -316,6 +324,7 @@ pub fn write_request<'a>(
     let change = match mode {
         WriteMode::Create => Change::Create(resource),
         WriteMode::Update { if_match } => Change::Update { body: resource, if_match },
+        WriteMode::Amend => Change::Update { body: resource, if_match: None },
     };
     let mut request = WriteRequest::new(resource_type, id, change);
     request.guards = prepared.guards;

@@ -792,7 +792,7 @@ async fn resolve_target(
 ) -> Result<Vec<String>, FhirError> {
     match &entry.action {
         Action::Delete { definition, id } => {
-            let outcome = delete::delete_one(transaction, &definition.name, id).await?;
+            let outcome = delete::delete_one(state, transaction, &definition.name, id).await?;
             entry.id = Some(id.clone());
             entry.result = Some(EntryResult::written(state, StatusCode::NO_CONTENT, outcome.record));
             Ok(vec![id.clone()])
