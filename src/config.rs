@@ -124,8 +124,8 @@ impl Settings {
             .set_default("session_lifetime_secs", 8 * 3600)?
             .set_default("session_idle_secs", 30 * 60)?
             .set_default("registration", "admin-approved")?
-            .set_default("rate_limit_ip_per_sec", 200)?
-            .set_default("rate_limit_client_per_sec", 500)?
+            .set_default("rate_limit_ip_per_sec", 1000)?
+            .set_default("rate_limit_client_per_sec", 0)?
             .set_default("rate_limit_user_per_sec", 50)?
             .set_default("lockout_after_failed_logins", 5)?
             .set_default("password_max_age_days", 0)?
