@@ -293,10 +293,17 @@ pub async fn apply(State(state): State<AppState>, request: Request, next: Next) 
     let requester = requester_of(&principal, purpose);
     let own = own_patient(&principal, &requester);
     match filter(&state, &tenant, &requester, own.as_deref(), &bytes).await {
-        Ok(Filtered::Unchanged) => Response::from_parts(parts, Body::from(bytes)),
-        Ok(Filtered::Changed(new)) => {
+        Ok(Filtered::Unchanged(parsed)) => {
+            let mut response = Response::from_parts(parts, Body::from(bytes));
+            if let Some(parsed) = parsed {
+                response.extensions_mut().insert(ParsedBody(Arc::new(parsed)));
+            }
+            response
+        }
+        Ok(Filtered::Changed(new, parsed)) => {
             let mut response = Response::from_parts(parts, Body::from(new));
             response.headers_mut().remove(header::CONTENT_LENGTH);
+            response.extensions_mut().insert(ParsedBody(Arc::new(parsed)));
             response
         }
         Ok(Filtered::Denied(what)) => {
@@ -313,10 +320,16 @@ pub async fn apply(State(state): State<AppState>, request: Request, next: Next) 
 }
 
 enum Filtered {
-    Unchanged,
-    Changed(Vec<u8>),
+    /// Nothing withheld; the parsed body, when it is JSON, for the audit layer.
+    Unchanged(Option<Value>),
+    Changed(Vec<u8>, Value),
     Denied(String),
 }
+
+/// The response body as the consent layer parsed it, handed to the audit layer so that each
+/// response is parsed once.
+#[derive(Debug, Clone)]
+pub struct ParsedBody(pub Arc<Value>);
 
 /// Whether the patients' rules deny this resource to the requester.
 async fn denied(
@@ -361,7 +374,7 @@ async fn filter(
     own: Option<&str>,
     bytes: &[u8],
 ) -> Result<Filtered, FhirError> {
-    let Ok(mut value) = serde_json::from_slice::<Value>(bytes) else { return Ok(Filtered::Unchanged) };
+    let Ok(mut value) = serde_json::from_slice::<Value>(bytes) else { return Ok(Filtered::Unchanged(None)) };
     if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         if denied(state, tenant, requester, own, &value).await? {
             let what = format!(
@@ -371,9 +384,11 @@ async fn filter(
             );
             return Ok(Filtered::Denied(what));
         }
-        return Ok(Filtered::Unchanged);
+        return Ok(Filtered::Unchanged(Some(value)));
     }
-    let Some(entries) = value.get_mut("entry").and_then(Value::as_array_mut) else { return Ok(Filtered::Unchanged) };
+    let Some(entries) = value.get_mut("entry").and_then(Value::as_array_mut) else {
+        return Ok(Filtered::Unchanged(Some(value)));
+    };
     let mut withheld = 0;
     let mut kept = Vec::with_capacity(entries.len());
     for mut entry in entries.drain(..) {
@@ -396,12 +411,13 @@ async fn filter(
     }
     *entries = kept;
     if withheld == 0 {
-        return Ok(Filtered::Unchanged);
+        return Ok(Filtered::Unchanged(Some(value)));
     }
     if let Some(total) = value.get("total").and_then(Value::as_u64) {
         value["total"] = Value::from(total.saturating_sub(withheld));
     }
-    Ok(Filtered::Changed(serde_json::to_vec(&value).map_err(|e| FhirError::internal(e.to_string()))?))
+    let bytes = serde_json::to_vec(&value).map_err(|e| FhirError::internal(e.to_string()))?;
+    Ok(Filtered::Changed(bytes, value))
 }
 
 #[cfg(test)]

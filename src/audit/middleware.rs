@@ -101,9 +101,15 @@ impl Disclosure {
     /// Reads a response body: a resource, or a Bundle of them (entries without a resource
     /// count by their `response.location`).
     pub fn add_body(&mut self, body: &[u8], base_url: &str) {
-        let Ok(value) = serde_json::from_slice::<Value>(body) else { return };
+        if let Ok(value) = serde_json::from_slice::<Value>(body) {
+            self.add_parsed(&value, base_url);
+        }
+    }
+
+    /// [`add_body`](Disclosure::add_body) for a body already parsed.
+    pub fn add_parsed(&mut self, value: &Value, base_url: &str) {
         if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-            self.add_resource(&value, base_url);
+            self.add_resource(value, base_url);
             return;
         }
         for entry in value.get("entry").and_then(Value::as_array).into_iter().flatten() {
@@ -214,7 +220,10 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
     };
     let mut disclosure = Disclosure::default();
     if status.is_success() {
-        disclosure.add_body(&bytes, &state.base_url);
+        match response_parts.extensions.get::<crate::access::consent::ParsedBody>() {
+            Some(parsed) => disclosure.add_parsed(&parsed.0, &state.base_url),
+            None => disclosure.add_body(&bytes, &state.base_url),
+        }
         if let Some(location) =
             response_parts.headers.get(header::CONTENT_LOCATION).or(response_parts.headers.get(header::LOCATION))
             && let Ok(location) = location.to_str()
