@@ -372,6 +372,10 @@ def check_errors(client: Client, rep: Reporter) -> None:
            client.request("GET", "/metadata", headers={"Accept": "application/fhir+xml"}), 406)
 
 
+# Types no client may write (the audit trail); their examples must be refused with 405.
+SERVER_WRITTEN = {"AuditEvent"}
+
+
 def load_known_invalid(path: str) -> dict[str, str]:
     known: dict[str, str] = {}
     if not os.path.exists(path):
@@ -458,6 +462,15 @@ def check_examples(client: Client, rep: Reporter, examples_dir: str, supported: 
             except TimeoutError as e:
                 st["failed"] += 1
                 rep.fail(label, str(e))
+                continue
+            if t in SERVER_WRITTEN:
+                # The audit trail is written by the server alone: every client write is 405.
+                if put.status == 405 and is_oo(put.json()):
+                    st["rejected-expected"] += 1
+                    rep.ok(label, "refused as designed: AuditEvents are written by the server (HTTP 405)")
+                else:
+                    st["failed"] += 1
+                    rep.fail(label, f"PUT {rpath}: expected 405 (server-written type), got {put.describe()}")
                 continue
             if put.status in (400, 422) and is_oo(put.json()):
                 diag = first_issue(put.json())
