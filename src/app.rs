@@ -140,6 +140,7 @@ impl Application {
         statistics.abort();
         keys.abort();
         forget.abort();
+        self.state.audit.finish().await;
         self.state.store.close().await;
         tracing::info!("Kiln stopped");
         result

@@ -191,6 +191,9 @@ pub async fn run(state: AppState, options: ImportOptions) -> Result<ImportSummar
         bad.lock().await.push(BadItem { file: item.file, line: item.line, reason });
     }
     statistics.abort();
+    // The import's audit records were logged; copy them into AuditEvents before the command ends.
+    shared.state.audit.finish().await;
+    crate::audit::index_pending(&shared.state.store, shared.state.registry, &shared.principal.tenant).await?;
     shared.bar.finish_and_clear();
     let bad = std::mem::take(&mut *bad.lock().await);
     Ok(ImportSummary {
@@ -401,10 +404,10 @@ enum UnitError {
 /// Runs one Bundle (a file, or NDJSON lines made into a transaction) and answers how many
 /// resources it wrote.
 async fn load_unit(shared: &Shared, bundle: &[u8]) -> Result<u64, UnitError> {
-    let answer =
-        transaction::execute(&shared.state, &shared.reads, &shared.principal, bundle, ReturnPreference::Minimal)
-            .await
-            .map_err(UnitError::Transaction)?;
+    let result =
+        transaction::execute(&shared.state, &shared.reads, &shared.principal, bundle, ReturnPreference::Minimal).await;
+    audit_unit(shared, &result).await;
+    let answer = result.map_err(UnitError::Transaction)?;
     let answer: Value = serde_json::from_slice(&answer).map_err(|e| UnitError::Transaction(FhirError::internal(e)))?;
     let entries = answer["entry"].as_array().cloned().unwrap_or_default();
     let failures: Vec<String> = entries
@@ -424,6 +427,34 @@ async fn load_unit(shared: &Shared, bundle: &[u8]) -> Result<u64, UnitError> {
     } else {
         shared.resources.fetch_add((entries.len() - failures.len()) as u64, Ordering::Relaxed);
         Err(UnitError::BatchEntries(failures))
+    }
+}
+
+/// Records one imported unit in the audit trail: the command as the actor, and what it wrote.
+/// The data is committed by then, so a failure to record is logged, not undone.
+async fn audit_unit(shared: &Shared, result: &Result<Vec<u8>, FhirError>) {
+    use crate::audit::event::{Actor, Kind, Origin, Outcome, audit_event};
+    let who = std::env::var("USER").map(|user| format!(" by {user}")).unwrap_or_default();
+    let actor = Actor { claimed_name: Some(format!("kiln import (command line{who})")), ..Actor::default() };
+    let mut written = crate::audit::middleware::Disclosure::default();
+    let (outcome, description) = match result {
+        Ok(answer) => {
+            written.add_body(answer, &shared.state.base_url);
+            (Outcome::Success, None)
+        }
+        Err(error) => (Outcome::MinorFailure, Some(error.to_string())),
+    };
+    let event = audit_event(
+        &Kind::rest("transaction", "C"),
+        &actor,
+        &Origin::default(),
+        outcome,
+        description.as_deref(),
+        written.entities(None),
+        None,
+    );
+    if let Err(e) = shared.state.audit.record(&shared.principal.tenant, event).await {
+        tracing::error!(error = %e, "an imported unit could not be audited");
     }
 }
 

@@ -124,7 +124,7 @@ impl Disclosure {
         }
     }
 
-    fn entities(&self, query: Option<&str>) -> Vec<Value> {
+    pub fn entities(&self, query: Option<&str>) -> Vec<Value> {
         let mut entities: Vec<Value> = self.patients.iter().map(|id| event::patient_entity(id)).collect();
         entities.extend(self.resources.iter().map(|r| event::resource_entity(r)));
         if let Some(query) = query {

@@ -93,6 +93,22 @@ impl Auditor {
         committed.await.map_err(|_| "the audit writer has stopped".to_string())?
     }
 
+    /// Copies every row this process logged into AuditEvent resources: on shutdown, before the
+    /// database connections close.
+    pub async fn finish(&self) {
+        let Some(indexing) = &self.indexing else { return };
+        let _running = indexing.running.lock().await;
+        let tenants: Vec<TenantId> = match indexing.behind.lock() {
+            Ok(mut behind) => behind.drain().collect(),
+            Err(_) => return,
+        };
+        for tenant in tenants {
+            if let Err(e) = index_pending(&indexing.store, indexing.registry, &tenant).await {
+                tracing::error!(tenant = %tenant, error = %e, "audit events could not be indexed at shutdown");
+            }
+        }
+    }
+
     /// Brings the tenant's AuditEvent resources up to date with what this process logged, so a
     /// read of the trail sees every access answered before it.
     pub async fn catch_up(&self, tenant: &TenantId) -> Result<(), String> {

@@ -62,6 +62,17 @@ async fn ndjson_and_bundles_load_with_bad_lines_reported(app: TestApp) {
     assert!(reasons.iter().any(|r| r.contains("robot")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("Patient/nowhere")), "{reasons:?}");
     assert_eq!(total(&app, "Patient?_total=accurate").await, 3 + 1);
+    // Each unit the command loaded is in the audit trail, with what it wrote.
+    let events: serde_json::Value = app.get("AuditEvent?subtype=transaction&_count=100").await.json().await.unwrap();
+    let imports: Vec<&serde_json::Value> = events["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|e| e["agent"][0]["who"]["display"].as_str().is_some_and(|d| d.starts_with("kiln import")))
+        .collect();
+    assert!(!imports.is_empty(), "{events}");
+    assert!(imports.iter().any(|e| e.to_string().contains("\"Patient/")), "the patients written are named");
     let observations = total(&app, "Observation?_total=accurate").await;
     assert!(observations > 0);
 
