@@ -192,22 +192,25 @@ pub async fn login(
     let now = chrono::Utc::now().timestamp();
     if let Some(reason) = accounts::sign_in_refusal(&state.settings, &user, now, false) {
         tracing::info!(username, reason, "sign-in refused");
-        audit::record_auth_event(
-            &state,
-            Some(&user.tenant),
-            Kind::login(),
-            &Actor::user(&user),
-            &origin,
-            Outcome::MinorFailure,
-            Some(&reason),
-        )
-        .await;
+        audit_user(&state, &origin, &user, Kind::login(), Outcome::MinorFailure, Some(&reason)).await;
         return sign_in_page(&state, &next, None, username, Some(reason));
     }
     if user.totp_secret.is_some() {
         return second_factor_page(&state, &user, &next).await;
     }
     start_session(&state, &origin, &user, &next).await
+}
+
+/// Records a sign-in event of a known account in its clinic's audit trail.
+async fn audit_user(
+    state: &AppState,
+    origin: &Origin,
+    user: &UserRecord,
+    kind: Kind,
+    outcome: Outcome,
+    reason: Option<&str>,
+) {
+    audit::record_auth_event(state, Some(&user.tenant), kind, &Actor::user(user), origin, outcome, reason).await;
 }
 
 /// Counts a wrong password or one-time code against the account, locking it at the configured
@@ -219,16 +222,7 @@ async fn count_failed_sign_in(state: &AppState, origin: &Origin, user: &UserReco
         Ok(Some(_)) if user.locked_at.is_none() => {
             tracing::warn!(user = %user.username, "account locked after failed sign-ins");
             let reason = format!("account locked after {threshold} failed sign-ins");
-            audit::record_auth_event(
-                state,
-                Some(&user.tenant),
-                Kind::login(),
-                &Actor::user(user),
-                origin,
-                Outcome::MinorFailure,
-                Some(&reason),
-            )
-            .await;
+            audit_user(state, origin, user, Kind::login(), Outcome::MinorFailure, Some(&reason)).await;
         }
         Ok(_) => {}
         Err(err) => tracing::error!(error = %err, "counting a failed sign-in failed"),
@@ -316,16 +310,7 @@ pub async fn second_factor(
         // a password check (and its Argon2 work) each time.
         tracing::info!(user = %user.username, "a one-time code was refused");
         let reason = Some("wrong one-time code");
-        audit::record_auth_event(
-            &state,
-            Some(&user.tenant),
-            Kind::login(),
-            &Actor::user(&user),
-            &origin,
-            Outcome::MinorFailure,
-            reason,
-        )
-        .await;
+        audit_user(&state, &origin, &user, Kind::login(), Outcome::MinorFailure, reason).await;
         let _ = state.store.redeem_secret(&digest(&token), kind, now).await;
         count_failed_sign_in(&state, &origin, &user).await;
         let error = Some("That code was wrong or already used. Sign in again.".into());
@@ -354,16 +339,7 @@ pub async fn start_session(state: &AppState, origin: &Origin, user: &UserRecord,
     if user.failed_logins > 0 {
         let _ = state.store.clear_failed_logins(&user.user_id).await;
     }
-    audit::record_auth_event(
-        state,
-        Some(&user.tenant),
-        Kind::login(),
-        &Actor::user(user),
-        origin,
-        Outcome::Success,
-        None,
-    )
-    .await;
+    audit_user(state, origin, user, Kind::login(), Outcome::Success, None).await;
     let mut response = Redirect::to(next).into_response();
     let lifetime = state.settings.session_lifetime_secs;
     response.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, lifetime));
@@ -390,16 +366,7 @@ pub async fn logout(
         }
         let _ = state.store.delete_session(&session.id).await;
         let user = &session.user;
-        audit::record_auth_event(
-            &state,
-            Some(&user.tenant),
-            Kind::logout(),
-            &Actor::user(user),
-            &origin,
-            Outcome::Success,
-            None,
-        )
-        .await;
+        audit_user(&state, &origin, user, Kind::logout(), Outcome::Success, None).await;
     }
     let page = InfoPage { title: "Signed out".into(), message: "You are signed out.".into() };
     let mut response = Html(pages::render_info(&page)).into_response();

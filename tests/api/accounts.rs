@@ -22,14 +22,7 @@ async fn sign_in(app: &TestApp, username: &str, password: &str) -> Result<String
 }
 
 fn kiln(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("KILN_DATABASE_URL", &app.database_url)
-        .env("KILN_DEFAULT_TENANT", "test-clinic")
-        .env("KILN_NEW_PASSWORD", "another long passphrase")
-        .env("KILN_LOG", "error")
-        .output()
-        .expect("kiln runs")
+    crate::helpers::kiln_cli(app, args, &[("KILN_NEW_PASSWORD", "another long passphrase")])
 }
 
 async fn audit_events(app: &TestApp, query: &str) -> Vec<Value> {
@@ -119,13 +112,11 @@ async fn passwords_expire_and_an_administrator_sets_a_new_one(backend: Backend) 
     app.state.store.set_password(&user.user_id, &user.password_hash, long_ago).await.unwrap();
     let page = sign_in(&app, "nurse", PASSWORD).await.unwrap_err();
     assert!(page.contains("expired"), "{page}");
-    let weak = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["user", "set-password", "--username", "nurse"])
-        .env("KILN_DATABASE_URL", &app.database_url)
-        .env("KILN_NEW_PASSWORD", "short")
-        .env("KILN_LOG", "error")
-        .output()
-        .unwrap();
+    let weak = crate::helpers::kiln_cli(
+        &app,
+        &["user", "set-password", "--username", "nurse"],
+        &[("KILN_NEW_PASSWORD", "short")],
+    );
     assert!(!weak.status.success(), "the password policy holds for new passwords");
     let set = kiln(&app, &["user", "set-password", "--username", "nurse"]);
     assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));

@@ -168,13 +168,7 @@ async fn tamper(app: &TestApp, id: &str, json: Vec<u8>) {
 }
 
 fn kiln_command(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("KILN_DATABASE_URL", &app.database_url)
-        .env("KILN_DEFAULT_TENANT", "test-clinic")
-        .env("KILN_LOG", "error")
-        .output()
-        .expect("kiln runs")
+    crate::helpers::kiln_cli(app, args, &[])
 }
 
 async fn tampering_with_a_stored_event_is_caught(app: TestApp) {

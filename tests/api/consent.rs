@@ -5,20 +5,12 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, authorized_client, register_app};
-use crate::smart::{Browser, REDIRECT, authorize_url, exchange_code, sign_in_and_allow, staff_user};
-use kiln::auth::accounts::ClientKind;
+use crate::helpers::TestApp;
+use crate::smart::staff_client;
 
 /// A signed-in clinician's token (role and FHIR user from the account) and their Practitioner.
 async fn clinician(app: &TestApp, username: &str, role: &str) -> (Client, String) {
-    staff_user(app, username, role).await;
-    let practitioner = app.state.store.user_by_name(username).await.unwrap().unwrap().fhir_user.unwrap();
-    let scope = "openid fhirUser user/*.rs";
-    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
-    let mut browser = Browser::new(app);
-    let back = sign_in_and_allow(&mut browser, &authorize_url(app, &client_id, scope, &app.base), username).await;
-    let token = exchange_code(app, &back, &client_id).await;
-    (authorized_client(token["access_token"].as_str().unwrap()), practitioner)
+    staff_client(app, username, role, "openid fhirUser user/*.rs").await
 }
 
 async fn ids(client: &Client, url: String) -> Vec<String> {
@@ -120,13 +112,8 @@ async fn a_patients_consent_withholds_records_and_the_glass_can_be_broken(app: T
     assert_eq!(broken[0]["purposeOfEvent"][0]["text"], "unconscious patient in the emergency room");
     assert_eq!(broken[0]["agent"][0]["who"]["reference"], nurse_practitioner);
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let report = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["audit", "report", "--from", &day, "--to", &day, "--break-glass"])
-        .env("KILN_DATABASE_URL", &app.database_url)
-        .env("KILN_DEFAULT_TENANT", "test-clinic")
-        .env("KILN_LOG", "error")
-        .output()
-        .unwrap();
+    let report =
+        crate::helpers::kiln_cli(&app, &["audit", "report", "--from", &day, "--to", &day, "--break-glass"], &[]);
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(text.contains("unconscious patient in the emergency room") && text.contains("events: 1 "), "{text}");
 

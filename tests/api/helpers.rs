@@ -78,6 +78,21 @@ pub fn authorized_client(token: &str) -> Client {
     Client::builder().default_headers(headers).build().expect("client builds")
 }
 
+/// Runs the `kiln` command (the binary under test) on the test app's database and clinic, with
+/// extra environment variables.
+pub fn kiln_cli(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
+        .args(args)
+        .env("KILN_DATABASE_URL", &app.database_url)
+        .env("KILN_DEFAULT_TENANT", "test-clinic")
+        .env("KILN_LOG", "error");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("kiln runs")
+}
+
 /// Registers a backend-services app (client secret) allowed `system/*.cruds` and gets a token
 /// for it from the token endpoint.
 pub async fn system_token(state: &kiln::app::AppState, root: &str) -> String {

@@ -7,21 +7,13 @@ use base64::Engine;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, authorized_client, expect_outcome, register_app};
-use crate::smart::{Browser, REDIRECT, authorize_url, exchange_code, sign_in_and_allow, staff_user};
-use kiln::auth::accounts::ClientKind;
+use crate::helpers::{TestApp, expect_outcome};
+use crate::smart::staff_client;
 
 const PASSWORD: &str = "correct horse battery";
 
 async fn clinician(app: &TestApp, username: &str) -> (Client, String) {
-    staff_user(app, username, "physician").await;
-    let practitioner = app.state.store.user_by_name(username).await.unwrap().unwrap().fhir_user.unwrap();
-    let scope = "openid fhirUser user/*.cruds";
-    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
-    let mut browser = Browser::new(app);
-    let back = sign_in_and_allow(&mut browser, &authorize_url(app, &client_id, scope, &app.base), username).await;
-    let token = exchange_code(app, &back, &client_id).await;
-    (authorized_client(token["access_token"].as_str().unwrap()), practitioner)
+    staff_client(app, username, "physician", "openid fhirUser user/*.cruds").await
 }
 
 async fn post(client: &Client, url: String, body: &Value) -> reqwest::Response {

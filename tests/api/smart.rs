@@ -682,6 +682,18 @@ pub async fn staff_user(app: &TestApp, username: &str, role: &str) {
     .unwrap();
 }
 
+/// A signed-in staff member's API client (a new account with `role`, its own Practitioner, an
+/// app granted `scope`) and the account's Practitioner reference.
+pub async fn staff_client(app: &TestApp, username: &str, role: &str, scope: &str) -> (Client, String) {
+    staff_user(app, username, role).await;
+    let practitioner = app.state.store.user_by_name(username).await.unwrap().unwrap().fhir_user.unwrap();
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let mut browser = Browser::new(app);
+    let back = sign_in_and_allow(&mut browser, &authorize_url(app, &client_id, scope, &app.base), username).await;
+    let token = exchange_code(app, &back, &client_id).await;
+    (authorized_client(token["access_token"].as_str().unwrap()), practitioner)
+}
+
 pub async fn exchange_code(app: &TestApp, back: &str, client_id: &str) -> Value {
     let code = query_of(back)["code"].clone();
     let response = token_request(
