@@ -107,13 +107,16 @@ then
 fi
 
 # The checks talk to the API as a backend service: an app registered with `kiln client register`
-# gets a system/ token by client_credentials, as a real deployment's integrations do.
+# gets a system/ token by client_credentials, as a real deployment's integrations do. Its grant
+# includes seeing sensitive identifiers (the SSNs of HL7's examples) in clear, so that every
+# example reads back as it was written.
+SCOPE="system/*.cruds kiln/reveal-sensitive"
 eval "$("$KILN_BIN" client register --name "conformance checks" --kind confidential-symmetric \
-    --scope "system/*.cruds" --shell)"
-KILN_TOKEN="$(python3 - "$PORT" "$KILN_CLIENT_ID" "$KILN_CLIENT_SECRET" <<'EOF'
+    --scope "$SCOPE" --shell)"
+KILN_TOKEN="$(python3 - "$PORT" "$KILN_CLIENT_ID" "$KILN_CLIENT_SECRET" "$SCOPE" <<'EOF'
 import base64, json, sys, urllib.parse, urllib.request
-port, client_id, secret = sys.argv[1:4]
-body = urllib.parse.urlencode({"grant_type": "client_credentials", "scope": "system/*.cruds"}).encode()
+port, client_id, secret, scope = sys.argv[1:5]
+body = urllib.parse.urlencode({"grant_type": "client_credentials", "scope": scope}).encode()
 request = urllib.request.Request(f"http://127.0.0.1:{port}/auth/token", data=body, method="POST")
 request.add_header("Content-Type", "application/x-www-form-urlencoded")
 request.add_header("Authorization", "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode())

@@ -37,6 +37,8 @@ pub struct AppState {
     pub audit: crate::audit::Auditor,
     pub rate_limits: Arc<crate::access::rate_limit::RateLimits>,
     pub consent: Arc<crate::access::consent::ConsentCache>,
+    /// Sensitive identifiers: sealed at rest, blinded in the index, masked in responses.
+    pub sensitive: Arc<crate::sensitive::Sensitive>,
 }
 
 impl AppState {
@@ -47,6 +49,9 @@ impl AppState {
         let default_tenant = TenantId::parse(&settings.default_tenant).map_err(StartupError::Config)?;
         store.ensure_tenant(&default_tenant, "Default clinic").await?;
         let registry = Registry::global();
+        let sensitive =
+            Arc::new(crate::sensitive::Sensitive::open(&settings, &store).await.map_err(StartupError::Config)?);
+        sensitive.watch();
         let auth = Arc::new(crate::auth::AuthServer::open(&store, &base_url).await?);
         let audit = if settings.audit {
             crate::audit::Auditor::start(store.clone(), registry)
@@ -63,6 +68,7 @@ impl AppState {
             audit,
             rate_limits,
             consent: Default::default(),
+            sensitive,
             store,
             registry,
             capability_statement: rest::capabilities::build(registry, &base_url).into(),
@@ -200,6 +206,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(middleware::from_fn(rest::format::negotiate))
         .with_state(state.clone())
         .merge(entries)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::sensitive::middleware::present))
         .layer(middleware::from_fn_with_state(state.clone(), crate::access::consent::apply))
         .layer(middleware::from_fn_with_state(state.clone(), crate::access::rate_limit::limit))
         .layer(middleware::from_fn_with_state(state.clone(), crate::audit::middleware::audit))
@@ -218,7 +225,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| FhirError::Internal("a handler panicked".into()).into_response()))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the method and path only: query strings can carry identifiers and other PHI.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)

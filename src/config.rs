@@ -61,6 +61,15 @@ pub struct Settings {
     pub second_factor_required_roles: String,
     /// Days a HIPAA training record stays current; staff without one cannot sign in (0: not required).
     pub training_max_age_days: u32,
+    /// The data key file: AES-256-GCM keys for sealed values and the blind-index key. Created
+    /// on first start; every node needs the same file (docs/secrets.md). Default: beside the
+    /// SQLite database (`data/kiln.db` -> `data/kiln.db.keys`), or `data/kiln.keys`.
+    pub key_file: Option<String>,
+    /// Identifier systems (comma-separated) whose values are stored sealed and shown masked.
+    pub sensitive_identifier_systems: String,
+    /// Roles (comma-separated) that may see sensitive identifiers, with the app's
+    /// `kiln/reveal-sensitive` scope.
+    pub reveal_sensitive_roles: String,
     /// Dynamic client registration (RFC 7591): `closed`, `admin-approved` or `open`.
     pub registration: Registration,
     /// The clinic's own OpenID Connect provider, offered on the sign-in page (all four, or none).
@@ -100,6 +109,17 @@ impl Settings {
         self.second_factor_required_roles.split(',').map(str::trim).any(|r| r == role)
     }
 
+    /// Where the data key file is (see `key_file`).
+    pub fn key_file_path(&self) -> std::path::PathBuf {
+        if let Some(path) = &self.key_file {
+            return path.into();
+        }
+        match self.database_url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or(rest)) {
+            Some(file) if !file.is_empty() && !file.contains(":memory:") => format!("{file}.keys").into(),
+            _ => "data/kiln.keys".into(),
+        }
+    }
+
     /// Defaults, then `file` (or `KILN_CONFIG`), then the `KILN_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, config::ConfigError> {
         let mut builder = config::Config::builder()
@@ -130,7 +150,9 @@ impl Settings {
             .set_default("lockout_after_failed_logins", 5)?
             .set_default("password_max_age_days", 0)?
             .set_default("second_factor_required_roles", "")?
-            .set_default("training_max_age_days", 0)?;
+            .set_default("training_max_age_days", 0)?
+            .set_default("sensitive_identifier_systems", "http://hl7.org/fhir/sid/us-ssn")?
+            .set_default("reveal_sensitive_roles", "admin,receptionist,biller")?;
         let env_file = std::env::var_os("KILN_CONFIG");
         if let Some(path) = file.map(Path::to_path_buf).or(env_file.map(Into::into)) {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));

@@ -13,5 +13,6 @@ pub mod fhir;
 pub mod import;
 pub mod rest;
 pub mod search;
+pub mod sensitive;
 pub mod store;
 pub mod telemetry;

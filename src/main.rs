@@ -167,6 +167,17 @@ enum ClientCommand {
 enum KeysCommand {
     /// Make a new signing key active; tokens signed with the old one stay valid until they expire.
     RotateSigning,
+    /// Add a data key, make it active, and reseal every stored sensitive value under it while
+    /// the servers run (they read the changed key file within seconds).
+    Rotate {
+        /// Seconds to wait between reseal passes for running servers to pick up the new key.
+        #[arg(long, default_value_t = 5)]
+        settle_secs: u64,
+    },
+    /// List the data keys and how many stored values each one seals.
+    Status,
+    /// Remove a data key from the key file; refused while any stored value still uses it.
+    Retire { key_id: String },
 }
 
 #[derive(clap::Args)]
@@ -244,6 +255,7 @@ async fn main() -> ExitCode {
         Command::User(command) => user(settings, command).await,
         Command::Client(command) => client(settings, command).await,
         Command::Keys(KeysCommand::RotateSigning) => rotate_signing(settings).await,
+        Command::Keys(command) => data_keys(settings, command).await,
         Command::Audit(AuditCommand::Verify) => return audit_verify(settings).await,
         Command::Audit(AuditCommand::Report { from, to, user, patient, break_glass, tenant }) => {
             audit_report(settings, from, to, user, patient, break_glass, tenant).await
@@ -407,6 +419,43 @@ async fn rotate_signing(settings: Settings) -> Result<(), Box<dyn std::error::Er
     println!("the active signing key is now {kid}; earlier keys verify the tokens they signed until those expire");
     store.close().await;
     Ok(())
+}
+
+async fn data_keys(settings: Settings, command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
+    use kiln::sensitive::{Sensitive, rotate};
+    let store = open_store(&settings).await?;
+    let sensitive = Sensitive::open(&settings, &store).await?;
+    let result = match command {
+        KeysCommand::RotateSigning => unreachable!("handled by rotate_signing"),
+        KeysCommand::Rotate { settle_secs } => {
+            let rotation = rotate::rotate(&store, &sensitive, std::time::Duration::from_secs(settle_secs)).await;
+            rotation.map(|rotation| {
+                println!(
+                    "the active data key is now {}; {} stored versions were resealed under it",
+                    rotation.new_key, rotation.resealed
+                );
+                for unused in &rotation.unused {
+                    println!("{unused} seals nothing any more: remove it with `kiln keys retire {unused}`");
+                }
+            })
+        }
+        KeysCommand::Status => rotate::census(&store).await.map(|counts| {
+            let ring = sensitive.ring();
+            println!("key file {}", sensitive.key_file().display());
+            for id in ring.key_ids() {
+                let active = if id == ring.active_id() { " (active)" } else { "" };
+                println!("{id}{active}: {} sealed values", counts.get(id).copied().unwrap_or(0));
+            }
+            for (id, count) in counts.iter().filter(|(id, _)| !ring.key_ids().contains(&id.as_str())) {
+                println!("{id} (NOT IN THE KEY FILE): {count} sealed values");
+            }
+        }),
+        KeysCommand::Retire { key_id } => {
+            rotate::retire(&store, &sensitive, &key_id).await.map(|()| println!("{key_id} removed from the key file"))
+        }
+    };
+    store.close().await;
+    Ok(result?)
 }
 
 async fn audit_verify(settings: Settings) -> ExitCode {

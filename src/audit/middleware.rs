@@ -235,7 +235,8 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
     disclosure.add_reference(path.trim_start_matches('/'), &state.base_url);
     let is_search = matches!(kind.subtype.get("code").and_then(Value::as_str), Some("search-type"));
     let query_text = is_search.then(|| match &query {
-        Some(q) => format!("{path}?{q}"),
+        // The trail never holds a sensitive identifier, only its keyed hash.
+        Some(q) => format!("{path}?{}", state.sensitive.blind_query_text(q)),
         None => path.clone(),
     });
     let description = (!status.is_success()).then(|| format!("HTTP {}", status.as_u16()));

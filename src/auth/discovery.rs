@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 
 /// The scopes advertised: the SMART context scopes and both scope syntaxes.
-pub const SCOPES_SUPPORTED: [&str; 16] = [
+pub const SCOPES_SUPPORTED: [&str; 17] = [
     "openid",
     "fhirUser",
     "profile",
@@ -27,6 +27,7 @@ pub const SCOPES_SUPPORTED: [&str; 16] = [
     "system/*.read",
     "patient/*.write",
     "user/*.write",
+    crate::sensitive::REVEAL_SCOPE,
 ];
 
 pub const CAPABILITIES: [&str; 20] = [

@@ -496,6 +496,9 @@ pub fn describe(scope: &Scope, patient_facing: bool) -> String {
         (Scope::LaunchEncounter, false) => "Use the current visit when the app starts",
         (Scope::OfflineAccess, _) => "Keep access when you are not using the app (until you revoke it)",
         (Scope::OnlineAccess, _) => "Keep access while you are signed in",
+        (Scope::Other(other), _) if other == crate::sensitive::REVEAL_SCOPE => {
+            "See sensitive identifiers, such as Social Security numbers, in full"
+        }
         (Scope::Other(other), _) => other,
     };
     text.to_owned()

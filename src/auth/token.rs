@@ -290,19 +290,25 @@ async fn client_credentials(
     let requested =
         ScopeSet::parse(required(form, "scope")?).map_err(|e| OAuthError::new("invalid_scope", e.to_string()))?;
     let ceiling = ScopeSet::parse(&client.scopes).map_err(OAuthError::server)?;
-    // Backend services act for no user or patient: only system/ scopes make sense.
-    let system_only: ScopeSet = requested
-        .narrow_to(&ceiling)
-        .iter()
-        .filter(|s| s.as_resource().is_some_and(|r| r.context == Context::System))
-        .cloned()
-        .collect();
+    // Backend services act for no user or patient: only system/ scopes make sense (and the
+    // reveal scope, if the registration allows it).
+    let granted = requested.narrow_to(&ceiling);
+    let system_only: ScopeSet =
+        granted.iter().filter(|s| s.as_resource().is_some_and(|r| r.context == Context::System)).cloned().collect();
     if system_only.is_empty() {
         return Err(OAuthError::new(
             "invalid_scope",
             "none of the requested system/ scopes is allowed for this client",
         ));
     }
+    let system_only: ScopeSet = granted
+        .iter()
+        .filter(|s| {
+            s.as_resource().is_some_and(|r| r.context == Context::System)
+                || s.to_string() == crate::sensitive::REVEAL_SCOPE
+        })
+        .cloned()
+        .collect();
     let grant = Grant {
         scope: system_only.to_string(),
         tenant: client.tenant.clone(),

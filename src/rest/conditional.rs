@@ -21,7 +21,8 @@ pub async fn matching_ids(
     condition: &str,
     limit: u32,
 ) -> Result<Vec<String>, FhirError> {
-    let params = QueryParams::parse(Some(condition));
+    let mut params = QueryParams::parse(Some(condition));
+    state.sensitive.blind_search(&mut params.0);
     let settings = &state.settings;
     let compiled =
         query::compile(definition, &params, &state.base_url, false, settings.max_page_size, settings.default_page_size)

@@ -128,7 +128,7 @@ async fn change_meta(
     crate::fhir::validation::validate(state.registry, &value)?;
     resource.set_meta(Some(meta.clone()));
     let json = resource.render_with_meta(Some(id), &meta);
-    let index = crate::search::index_resource(state.registry, &definition.name, &value);
+    let index = state.sensitive.index_stored(state.registry, &definition.name, &value)?;
     transaction.rewrite_current(&definition.name, id, record.version, json, index).await?;
     transaction.commit().await?;
     Ok(meta_response(Value::Object(meta)))

@@ -305,11 +305,23 @@ pub async fn prepare_resource(
     }
     let tenant = transaction.tenant().clone();
     let guards = rules::prepare_write(transaction, &tenant, resource_type, resource, value, kind).await?;
-    Ok(Prepared {
-        guards,
-        index: crate::search::index_resource(state.registry, resource_type, value),
-        links: integrity::local_links(state, value),
-    })
+    // Sensitive identifiers: indexed by the keyed hash of their plaintext, stored sealed.
+    let sensitive = &state.sensitive;
+    let current = match (&resource.id, sensitive.has_masked(value)) {
+        (Some(id), true) => transaction
+            .read_current(resource_type, id)
+            .await?
+            .and_then(|record| record.json)
+            .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok()),
+        _ => None,
+    };
+    let opened = sensitive.open_for_write(value, current.as_ref())?;
+    let mut index = crate::search::index_resource(state.registry, resource_type, value);
+    sensitive.blind_index(&opened, &mut index);
+    for member in sensitive.seal(value, &opened) {
+        resource.set_member(&member, &value[member.as_str()]);
+    }
+    Ok(Prepared { guards, index, links: integrity::local_links(state, value) })
 }
 
 /// The store's request for a prepared resource.

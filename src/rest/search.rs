@@ -236,6 +236,7 @@ async fn search(
     super::audit_caught_up(state, &principal.tenant, &definition.name).await?;
     let mut params = expand_value_sets(state, principal, params).await?;
     let confined_to = policy::restrict(&mut params, &restriction);
+    state.sensitive.blind_search(&mut params.0);
     let lenient = headers
         .get_all("prefer")
         .iter()

@@ -57,6 +57,17 @@ pub struct VersionRecord {
     pub seq: i64,
 }
 
+/// One stored version with its place in the change log.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub seq: i64,
+    pub tenant: String,
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub json: Option<Vec<u8>>,
+}
+
 /// A change to one resource.
 #[derive(Clone, Copy)]
 pub enum Change<'a> {
@@ -256,6 +267,18 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     async fn audit_tenants(&self) -> StoreResult<Vec<TenantId>>;
     /// Makes sure the tenant row exists.
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
+
+    /// The fingerprint of the data key file recorded for this database, if any.
+    async fn key_fingerprint(&self) -> StoreResult<Option<String>>;
+    async fn set_key_fingerprint(&self, fingerprint: &str) -> StoreResult<()>;
+
+    /// Stored versions of every tenant after change-log position `after_seq`, oldest first
+    /// (for `kiln keys rotate`, which reseals them).
+    async fn versions_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StoredVersion>>;
+
+    /// Replaces the stored JSON of one version (and of the current row, if it is that version)
+    /// with a re-encoded form of the same resource: a reseal under a new data key.
+    async fn reencode_version(&self, version: &StoredVersion, json: Vec<u8>) -> StoreResult<()>;
     /// Refreshes the query planner's statistics if at least `min_writes` writes happened since the
     /// last refresh (so searches right after a bulk load get good plans); answers how many writes
     /// the refresh took in, or `None` if it did not run.

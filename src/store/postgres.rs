@@ -45,6 +45,7 @@ pub fn migrator() -> Migrator {
         migration(9, "second factor", include_str!("../../migrations/postgres/0009_second_factor.sql")),
         migration(10, "audit log", include_str!("../../migrations/postgres/0010_audit_log.sql")),
         migration(11, "account safeguards", include_str!("../../migrations/postgres/0011_account_safeguards.sql")),
+        migration(12, "data keys", include_str!("../../migrations/postgres/0012_data_keys.sql")),
     ])
 }
 

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
     AuditLink, AuditRow, BatchError, Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store,
-    StoreError, StoreResult, StoreTransaction, VersionRecord, WriteMethod, WriteOutcome, WritePlan, WriteRequest,
-    plan_write,
+    StoreError, StoreResult, StoreTransaction, StoredVersion, VersionRecord, WriteMethod, WriteOutcome, WritePlan,
+    WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -378,6 +378,69 @@ where
             .bind(now_micros())
             .execute(&self.writes)
             .await?;
+        Ok(())
+    }
+
+    async fn key_fingerprint(&self) -> StoreResult<Option<String>> {
+        let row = sqlx::query::<DB>("SELECT fingerprint FROM data_key_fingerprint WHERE name = 'index'")
+            .fetch_optional(&self.writes)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    async fn set_key_fingerprint(&self, fingerprint: &str) -> StoreResult<()> {
+        sqlx::query::<DB>(
+            "INSERT INTO data_key_fingerprint (name, fingerprint) VALUES ('index', $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(fingerprint.to_string())
+        .execute(&self.writes)
+        .await?;
+        Ok(())
+    }
+
+    async fn versions_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<StoredVersion>> {
+        let rows = sqlx::query::<DB>(
+            "SELECT seq, tenant, type, id, version, json FROM resource_versions WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredVersion {
+                    seq: row.try_get(0)?,
+                    tenant: row.try_get(1)?,
+                    resource_type: row.try_get(2)?,
+                    id: row.try_get(3)?,
+                    version: row.try_get(4)?,
+                    json: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn reencode_version(&self, version: &StoredVersion, json: Vec<u8>) -> StoreResult<()> {
+        let mut tx = self.writes.begin_with(DB::BEGIN).await?;
+        sqlx::query::<DB>("UPDATE resource_versions SET json = $1 WHERE seq = $2")
+            .bind(json.clone())
+            .bind(version.seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query::<DB>(
+            "UPDATE resources SET json = $1 WHERE tenant = $2 AND type = $3 AND id = $4 AND version = $5",
+        )
+        .bind(json)
+        .bind(version.tenant.clone())
+        .bind(version.resource_type.clone())
+        .bind(version.id.clone())
+        .bind(version.version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -79,7 +79,9 @@ async fn read_returns_what_was_written(app: TestApp) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let response = app.get(&format!("Patient/{id}")).await;
+    // Read by a caller allowed to see the SSN in clear (docs/secrets.md).
+    let reader = crate::helpers::revealing_client(&app).await;
+    let response = reader.get(app.url(&format!("Patient/{id}"))).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["etag"], "W/\"1\"");
     let text = response.text().await.unwrap();

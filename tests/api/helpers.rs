@@ -63,6 +63,14 @@ pub fn settings(database_url: &str) -> Settings {
         password_max_age_days: 0,
         second_factor_required_roles: String::new(),
         training_max_age_days: 0,
+        // SQLite: beside the database file. Each PostgreSQL database gets its own key file too,
+        // so that a case rotating keys touches no other case's.
+        key_file: database_url.starts_with("postgres").then(|| {
+            let name = database_url.rsplit('/').next().unwrap_or("kiln");
+            std::env::temp_dir().join(format!("kiln-test-{name}.keys")).display().to_string()
+        }),
+        sensitive_identifier_systems: "http://hl7.org/fhir/sid/us-ssn".into(),
+        reveal_sensitive_roles: "admin,receptionist,biller".into(),
         oidc_issuer: None,
         oidc_client_id: None,
         oidc_client_secret: None,
@@ -86,6 +94,7 @@ pub fn kiln_cli(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::proc
         .args(args)
         .env("KILN_DATABASE_URL", &app.database_url)
         .env("KILN_DEFAULT_TENANT", "test-clinic")
+        .env("KILN_KEY_FILE", app.state.settings.key_file_path())
         .env("KILN_LOG", "error");
     for (name, value) in env {
         command.env(name, value);
@@ -113,6 +122,24 @@ pub async fn system_token_in(state: &kiln::app::AppState, root: &str, tenant: &s
     assert_eq!(response.status(), StatusCode::OK, "token request failed: {}", response.text().await.unwrap());
     let body: Value = response.json().await.unwrap();
     body["access_token"].as_str().expect("an access token").to_string()
+}
+
+/// A backend-services app whose registration allows seeing sensitive identifiers in clear
+/// (`kiln/reveal-sensitive`, docs/secrets.md), with a token that has it: for cases that read
+/// back SSNs they wrote. The default client sees them masked.
+pub async fn revealing_client(app: &TestApp) -> Client {
+    let scope = "system/*.cruds kiln/reveal-sensitive";
+    let (client_id, secret) = register_app(&app.state, ClientKind::ConfidentialSymmetric, scope, vec![]).await;
+    let response = Client::new()
+        .post(format!("{}/auth/token", app.root))
+        .basic_auth(&client_id, secret.as_deref())
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+        .send()
+        .await
+        .expect("token request sent");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], scope, "{body}");
+    authorized_client(body["access_token"].as_str().unwrap())
 }
 
 /// Registers an app in the test clinic; answers its client id and secret.
@@ -188,6 +215,7 @@ impl TestApp {
             // Nodes of one deployment share its public URL: the issuer and audience of its tokens.
             .env("KILN_BASE_URL", &self.base)
             .env("KILN_DEFAULT_TENANT", "test-clinic")
+            .env("KILN_KEY_FILE", self.state.settings.key_file_path())
             .env("KILN_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .spawn()

@@ -22,6 +22,7 @@ mod patch;
 mod registration;
 mod rules;
 mod search;
+mod sensitive;
 mod signatures;
 mod smart;
 mod store_contract;
