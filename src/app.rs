@@ -52,7 +52,9 @@ impl AppState {
         let sensitive =
             Arc::new(crate::sensitive::Sensitive::open(&settings, &store).await.map_err(StartupError::Config)?);
         sensitive.watch();
-        let auth = Arc::new(crate::auth::AuthServer::open(&store, &base_url).await?);
+        // Credentials stored before they were sealed are sealed now.
+        crate::sensitive::rotate::reseal_credentials(&store, &sensitive, true).await.map_err(StartupError::Config)?;
+        let auth = Arc::new(crate::auth::AuthServer::open(&store, &base_url, sensitive.clone()).await?);
         let audit = if settings.audit {
             crate::audit::Auditor::start(store.clone(), registry)
         } else {

@@ -304,7 +304,8 @@ async fn user(settings: Settings, command: UserCommand) -> Result<(), Box<dyn st
         }
         UserCommand::EnrollMfa { username } => {
             let store = open_store(&settings).await?;
-            let uri = kiln::auth::accounts::enroll_second_factor(&store, &username).await?;
+            let sensitive = kiln::sensitive::Sensitive::open(&settings, &store).await?;
+            let uri = kiln::auth::accounts::enroll_second_factor(&store, &sensitive, &username).await?;
             println!("second factor enrolled for {username}; add it to an authenticator app:\n{uri}");
             store.close().await;
             return Ok(());
@@ -415,7 +416,8 @@ async fn client(settings: Settings, command: ClientCommand) -> Result<(), Box<dy
 
 async fn rotate_signing(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let store = open_store(&settings).await?;
-    let kid = kiln::auth::keys::rotate(&store).await?;
+    let sensitive = kiln::sensitive::Sensitive::open(&settings, &store).await?;
+    let kid = kiln::auth::keys::rotate(&store, &sensitive).await?;
     println!("the active signing key is now {kid}; earlier keys verify the tokens they signed until those expire");
     store.close().await;
     Ok(())
@@ -431,7 +433,8 @@ async fn data_keys(settings: Settings, command: KeysCommand) -> Result<(), Box<d
             let rotation = rotate::rotate(&store, &sensitive, std::time::Duration::from_secs(settle_secs)).await;
             rotation.map(|rotation| {
                 println!(
-                    "the active data key is now {}; {} stored versions were resealed under it",
+                    "the active data key is now {}; {} stored values (resource versions and credentials) were \
+                     resealed under it",
                     rotation.new_key, rotation.resealed
                 );
                 for unused in &rotation.unused {

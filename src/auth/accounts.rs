@@ -174,10 +174,15 @@ pub async fn register_client(store: &DynStore, new: NewClient) -> Result<Registe
 
 /// Enrols a TOTP second factor for `username`; answers the `otpauth://` URI for the
 /// authenticator app. Enrolling again replaces the secret.
-pub async fn enroll_second_factor(store: &DynStore, username: &str) -> Result<String, String> {
+pub async fn enroll_second_factor(
+    store: &DynStore,
+    sensitive: &crate::sensitive::Sensitive,
+    username: &str,
+) -> Result<String, String> {
     let user = store.user_by_name(username).await.map_err(|e| e.to_string())?.ok_or("no such user")?;
     let secret = super::totp::new_secret();
-    store.set_totp_secret(&user.user_id, Some(&super::totp::base32(&secret))).await.map_err(|e| e.to_string())?;
+    let sealed = sensitive.seal_secret(&super::totp::base32(&secret), crate::sensitive::TOTP_CONTEXT);
+    store.set_totp_secret(&user.user_id, Some(&sealed)).await.map_err(|e| e.to_string())?;
     Ok(super::totp::provisioning_uri(&secret, &user.username))
 }
 

@@ -61,6 +61,8 @@ pub struct AuthServer {
     pub origin: String,
     /// Whether cookies must be `Secure` (the server is reached over HTTPS).
     pub secure_cookies: bool,
+    /// Seals the private signing keys in the database.
+    sensitive: Arc<crate::sensitive::Sensitive>,
 }
 
 struct Revoked {
@@ -69,8 +71,12 @@ struct Revoked {
 }
 
 impl AuthServer {
-    pub async fn open(store: &DynStore, base_url: &str) -> Result<AuthServer, StoreError> {
-        let keys = keys::load(store).await?;
+    pub async fn open(
+        store: &DynStore,
+        base_url: &str,
+        sensitive: Arc<crate::sensitive::Sensitive>,
+    ) -> Result<AuthServer, StoreError> {
+        let keys = keys::load(store, &sensitive).await?;
         let families = store.revoked_families(chrono::Utc::now().timestamp()).await?.into_iter().collect();
         let origin = match base_url.find("://").and_then(|at| base_url[at + 3..].find('/').map(|p| at + 3 + p)) {
             Some(path_start) => base_url[..path_start].to_string(),
@@ -82,6 +88,7 @@ impl AuthServer {
             keys_loaded: Mutex::new(Instant::now()),
             revoked: RwLock::new(Revoked { families, loaded: Instant::now() }),
             issuer: base_url.to_string(),
+            sensitive,
             secure_cookies: base_url.starts_with("https://"),
             origin,
         })
@@ -94,7 +101,7 @@ impl AuthServer {
 
     /// Reloads the keys from the store: after a rotation, this node signs with the new key.
     pub async fn reload_keys(&self, store: &DynStore) -> Result<(), StoreError> {
-        let ring = keys::load(store).await?;
+        let ring = keys::load(store, &self.sensitive).await?;
         *self.keys.write().expect("key ring lock") = ring;
         Ok(())
     }
@@ -123,7 +130,7 @@ impl AuthServer {
         }
         let claims = match self.key_ring().verify::<AccessClaims>(token, &self.issuer, Some(&self.issuer)) {
             Err(KeyError::UnknownKid(kid)) if self.may_reload_keys() => {
-                let ring = keys::load(store).await.map_err(|e| e.to_string())?;
+                let ring = keys::load(store, &self.sensitive).await.map_err(|e| e.to_string())?;
                 *self.keys.write().expect("key ring lock") = ring.clone();
                 ring.verify::<AccessClaims>(token, &self.issuer, Some(&self.issuer))
                     .map_err(|_| format!("the token was signed with key '{kid}', which this server does not have"))?

@@ -299,7 +299,12 @@ pub async fn second_factor(
         Ok(Some(user)) if !user.disabled => user,
         _ => return expired(),
     };
-    let secret = user.totp_secret.as_deref().and_then(super::totp::from_base32).unwrap_or_default();
+    let secret = user
+        .totp_secret
+        .as_deref()
+        .and_then(|sealed| state.sensitive.open_secret(sealed, crate::sensitive::TOTP_CONTEXT).ok())
+        .and_then(|secret| super::totp::from_base32(&secret))
+        .unwrap_or_default();
     let code = form.get("code").map(String::as_str).unwrap_or("");
     let accepted = match super::totp::verify(&secret, code, now, user.totp_last_step) {
         Some(step) => state.store.use_totp_step(&user.user_id, step).await.unwrap_or(false),

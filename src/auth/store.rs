@@ -140,6 +140,12 @@ pub trait AuthStore: Send + Sync {
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     async fn users(&self, tenant: &str) -> StoreResult<Vec<UserRecord>>;
     async fn set_totp_secret(&self, user_id: &str, secret: Option<&str>) -> StoreResult<()>;
+    /// Every enrolled TOTP secret as stored (sealed), by user id.
+    async fn totp_secrets(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Replaces a stored credential with a new encoding of it (a reseal), only if it still is
+    /// `old`: a concurrent re-enrolment or rotation wins. Answers whether it was replaced.
+    async fn reencode_totp_secret(&self, user_id: &str, old: &str, new: &str) -> StoreResult<bool>;
+    async fn reencode_signing_key(&self, kid: &str, old: &str, new: &str) -> StoreResult<bool>;
     /// Records that a TOTP code of `step` was used; false when that step (or a later one) was.
     async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
     /// Counts a failed sign-in; locks the account when the count reaches `lock_at` (0: never).

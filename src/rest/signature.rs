@@ -141,7 +141,8 @@ async fn reauthenticate(
         let secret = user
             .totp_secret
             .as_deref()
-            .and_then(crate::auth::totp::from_base32)
+            .and_then(|sealed| state.sensitive.open_secret(sealed, crate::sensitive::TOTP_CONTEXT).ok())
+            .and_then(|secret| crate::auth::totp::from_base32(&secret))
             .ok_or_else(|| fail("no second factor is enrolled"))?;
         match crate::auth::totp::verify(&secret, &code, chrono::Utc::now().timestamp(), user.totp_last_step) {
             Some(step) => state.store.use_totp_step(&user.user_id, step).await?,

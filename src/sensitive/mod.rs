@@ -28,6 +28,9 @@ pub use keyring::{BLIND_PREFIX, KeyRing, OpenError, SEALED_PREFIX};
 
 /// The associated data sealed identifier values are bound to.
 pub const IDENTIFIER_CONTEXT: &str = "Identifier.value";
+/// The associated data of sealed TOTP secrets and private signing keys.
+pub const TOTP_CONTEXT: &str = "auth_users.totp_secret";
+pub const SIGNING_KEY_CONTEXT: &str = "auth_signing_keys.private_pem";
 /// The scope an app needs (besides read access, and a role that allows it) to see sensitive
 /// identifiers in clear.
 pub const REVEAL_SCOPE: &str = "kiln/reveal-sensitive";
@@ -190,6 +193,23 @@ impl Sensitive {
     pub fn open_value(&self, sealed: &str) -> Result<String, OpenError> {
         match self.ring().open(sealed, IDENTIFIER_CONTEXT) {
             Err(OpenError::UnknownKey(_)) if self.reload_if_changed() => self.ring().open(sealed, IDENTIFIER_CONTEXT),
+            other => other,
+        }
+    }
+
+    /// Seals a credential the server keeps (a TOTP secret, a private signing key).
+    pub fn seal_secret(&self, plaintext: &str, context: &str) -> String {
+        self.ring().seal(plaintext, context)
+    }
+
+    /// Opens a credential sealed by [`seal_secret`](Sensitive::seal_secret). A value stored
+    /// before sealing existed is answered as it is (the next `kiln keys rotate` seals it).
+    pub fn open_secret(&self, stored: &str, context: &str) -> Result<String, OpenError> {
+        if !stored.starts_with(SEALED_PREFIX) {
+            return Ok(stored.to_string());
+        }
+        match self.ring().open(stored, context) {
+            Err(OpenError::UnknownKey(_)) if self.reload_if_changed() => self.ring().open(stored, context),
             other => other,
         }
     }

@@ -7,7 +7,7 @@ use memchr::memmem;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{IDENTIFIER_CONTEXT, KeyRing, SEALED_PREFIX, Sensitive};
+use super::{IDENTIFIER_CONTEXT, KeyRing, SEALED_PREFIX, SIGNING_KEY_CONTEXT, Sensitive, TOTP_CONTEXT};
 use crate::fhir::json::ResourceBody;
 use crate::store::DynStore;
 
@@ -27,9 +27,14 @@ pub fn sealed_key_ids(json: &[u8]) -> Vec<&str> {
         .collect()
 }
 
-/// How many sealed values each key id holds, over every stored version.
+/// How many sealed values each key id holds, over every stored version and credential.
 pub async fn census(store: &DynStore) -> Result<BTreeMap<String, u64>, String> {
     let mut counts = BTreeMap::new();
+    for (_, _, stored) in credentials(store).await? {
+        if let Some(id) = KeyRing::key_of(&stored) {
+            *counts.entry(id.to_string()).or_insert(0) += 1;
+        }
+    }
     let mut after = 0;
     loop {
         let page = store.versions_after(after, PAGE).await.map_err(|e| e.to_string())?;
@@ -95,9 +100,58 @@ impl Sensitive {
     }
 }
 
-/// One pass over every stored version; answers how many were resealed.
-pub async fn reseal_pass(store: &DynStore, sensitive: &Sensitive) -> Result<u64, String> {
+/// Which credential a stored secret is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    Totp,
+    SigningKey,
+}
+
+/// The credentials the server keeps sealed: TOTP secrets and private signing keys, as
+/// (kind, owner, stored value).
+async fn credentials(store: &DynStore) -> Result<Vec<(Credential, String, String)>, String> {
+    let mut all: Vec<(Credential, String, String)> = store
+        .totp_secrets()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(user, secret)| (Credential::Totp, user, secret))
+        .collect();
+    let keys = store.signing_keys().await.map_err(|e| e.to_string())?;
+    all.extend(keys.into_iter().map(|k| (Credential::SigningKey, k.kid, k.private_pem)));
+    Ok(all)
+}
+
+/// Seals every credential stored in clear (written before sealing existed) and, unless
+/// `only_plaintext`, reseals those under an older key; answers how many were rewritten.
+pub async fn reseal_credentials(store: &DynStore, sensitive: &Sensitive, only_plaintext: bool) -> Result<u64, String> {
+    let active = sensitive.ring().active_id().to_string();
     let mut resealed = 0;
+    for (kind, owner, stored) in credentials(store).await? {
+        let key = KeyRing::key_of(&stored);
+        if key == Some(active.as_str()) || (only_plaintext && key.is_some()) {
+            continue;
+        }
+        let context = match kind {
+            Credential::Totp => TOTP_CONTEXT,
+            Credential::SigningKey => SIGNING_KEY_CONTEXT,
+        };
+        let plaintext = sensitive.open_secret(&stored, context).map_err(|e| format!("{kind:?} of {owner}: {e}"))?;
+        let sealed = sensitive.seal_secret(&plaintext, context);
+        let replaced = match kind {
+            Credential::Totp => store.reencode_totp_secret(&owner, &stored, &sealed).await,
+            Credential::SigningKey => store.reencode_signing_key(&owner, &stored, &sealed).await,
+        };
+        if replaced.map_err(|e| e.to_string())? {
+            resealed += 1;
+        }
+    }
+    Ok(resealed)
+}
+
+/// One pass over every stored version and credential; answers how many were resealed.
+pub async fn reseal_pass(store: &DynStore, sensitive: &Sensitive) -> Result<u64, String> {
+    let mut resealed = reseal_credentials(store, sensitive, false).await?;
     let mut after = 0;
     loop {
         let page = store.versions_after(after, PAGE).await.map_err(|e| e.to_string())?;

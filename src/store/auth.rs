@@ -215,6 +215,37 @@ where
         Ok(())
     }
 
+    async fn totp_secrets(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query::<DB>("SELECT user_id, totp_secret FROM auth_users WHERE totp_secret IS NOT NULL")
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
+    async fn reencode_totp_secret(&self, user_id: &str, old: &str, new: &str) -> StoreResult<bool> {
+        let result = sqlx::query::<DB>(
+            "UPDATE auth_users SET totp_secret = $1 WHERE user_id = $2 AND totp_secret = $3 RETURNING user_id",
+        )
+        .bind(new.to_string())
+        .bind(user_id.to_string())
+        .bind(old.to_string())
+        .fetch_optional(&self.writes)
+        .await?;
+        Ok(result.is_some())
+    }
+
+    async fn reencode_signing_key(&self, kid: &str, old: &str, new: &str) -> StoreResult<bool> {
+        let result = sqlx::query::<DB>(
+            "UPDATE auth_signing_keys SET private_pem = $1 WHERE kid = $2 AND private_pem = $3 RETURNING kid",
+        )
+        .bind(new.to_string())
+        .bind(kid.to_string())
+        .bind(old.to_string())
+        .fetch_optional(&self.writes)
+        .await?;
+        Ok(result.is_some())
+    }
+
     async fn record_failed_login(&self, user_id: &str, lock_at: i64, now: i64) -> StoreResult<Option<i64>> {
         let row = sqlx::query::<DB>(
             "UPDATE auth_users SET failed_logins = failed_logins + 1, locked_at = CASE \

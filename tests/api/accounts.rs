@@ -96,7 +96,7 @@ async fn roles_can_require_a_second_factor(backend: Backend) {
     let page = sign_in(&app, "doc", PASSWORD).await.unwrap_err();
     assert!(page.contains("second factor"), "{page}");
     sign_in(&app, "nurse", PASSWORD).await.expect("the nurse's role does not require one");
-    kiln::auth::accounts::enroll_second_factor(&app.state.store, "doc").await.unwrap();
+    kiln::auth::accounts::enroll_second_factor(&app.state.store, &app.state.sensitive, "doc").await.unwrap();
     let mut browser = Browser::new(&app);
     let asked = submit_sign_in(&mut browser, "/auth/login", "doc", PASSWORD).await;
     assert_eq!(asked.status(), StatusCode::OK);

@@ -151,6 +151,12 @@ async fn ssns_are_sealed_at_rest_searchable_and_masked_on_every_path(app: TestAp
     let (plain_receptionist, _) = staff_client(&app, "frontdesk2", "receptionist", "openid fhirUser user/*.rs").await;
     assert_masked(&get_json(&plain_receptionist, app.url(&format!("Patient/{id}"))).await);
 
+    // A second factor's secret is sealed too.
+    crate::smart::staff_user(&app, "mfauser", "nurse").await;
+    let uri =
+        kiln::auth::accounts::enroll_second_factor(&app.state.store, &app.state.sensitive, "mfauser").await.unwrap();
+    let totp_secret = uri.split("secret=").nth(1).unwrap().split('&').next().unwrap().to_string();
+
     // Nothing in the database holds the SSN in clear: not the resource, its versions, the
     // search index, nor the audit trail of the searches above.
     let contents = database_contents(&app).await;
@@ -158,6 +164,9 @@ async fn ssns_are_sealed_at_rest_searchable_and_masked_on_every_path(app: TestAp
     assert!(contents.contains("kiln-sealed:v1:") || contents.contains(&hex("kiln-sealed:v1:")));
     assert!(!contents.contains(SSN) && !contents.contains(&hex(SSN)), "plaintext SSN on disk");
     assert!(!contents.contains("987654329") && !contents.contains("987-65-4329"));
+    // Nor the server's credentials: the private signing key and the TOTP secret.
+    assert!(!contents.contains("PRIVATE KEY") && !contents.contains(&hex("PRIVATE KEY")), "a private key on disk");
+    assert!(!contents.contains(&totp_secret), "a TOTP secret on disk");
     // The audit trail names the search by the keyed hash.
     let audit = get_json(&app.client, app.url("AuditEvent?_count=100")).await;
     let queries: Vec<String> = audit["entry"]
@@ -247,12 +256,13 @@ async fn keys_rotate_while_the_server_runs(app: TestApp) {
     };
     let before = status(&app);
     let old_key = before.lines().find(|l| l.contains("(active)")).unwrap().split(' ').next().unwrap().to_string();
-    assert!(before.contains(&format!("{old_key} (active): 1 sealed values")), "{before}");
+    // The Patient's version and the server's private signing key.
+    assert!(before.contains(&format!("{old_key} (active): 2 sealed values")), "{before}");
 
     let rotated = kiln_cli(&app, &["keys", "rotate", "--settle-secs", "3"], &[]);
     let printed = String::from_utf8_lossy(&rotated.stdout).into_owned();
     assert!(rotated.status.success(), "{printed} {}", String::from_utf8_lossy(&rotated.stderr));
-    assert!(printed.contains("1 stored versions were resealed"), "{printed}");
+    assert!(printed.contains("2 stored values (resource versions and credentials) were"), "{printed}");
     assert!(printed.contains(&format!("kiln keys retire {old_key}")), "{printed}");
     let after = status(&app);
     let new_key = after.lines().find(|l| l.contains("(active)")).unwrap().split(' ').next().unwrap().to_string();
@@ -266,7 +276,7 @@ async fn keys_rotate_while_the_server_runs(app: TestApp) {
     app.create(&patient("AfterRotation")).await;
     let found = get_json(&app.client, app.url(&format!("Patient?identifier={SSN_SYSTEM}|{SSN}"))).await;
     assert_eq!(found["total"], 2);
-    assert!(status(&app).contains(&format!("{new_key} (active): 2 sealed values")));
+    assert!(status(&app).contains(&format!("{new_key} (active): 3 sealed values")));
 
     // The old key can go; values keep opening.
     let retired = kiln_cli(&app, &["keys", "retire", &old_key], &[]);
@@ -275,6 +285,17 @@ async fn keys_rotate_while_the_server_runs(app: TestApp) {
     assert_eq!(ssn_of(&get_json(&service, app.url(&format!("Patient/{first}"))).await)["value"], SSN);
     let active = kiln_cli(&app, &["keys", "retire", &new_key], &[]);
     assert!(!active.status.success());
+
+    // A credential stored in clear before sealing existed is sealed at the next start.
+    crate::smart::staff_user(&app, "legacy", "nurse").await;
+    let legacy = app.state.store.user_by_name("legacy").await.unwrap().unwrap();
+    app.state.store.set_totp_secret(&legacy.user_id, Some("JBSWY3DPEHPK3PXP")).await.unwrap();
+    let sealed = kiln::sensitive::rotate::reseal_credentials(&app.state.store, &app.state.sensitive, true).await;
+    assert_eq!(sealed, Ok(1));
+    let stored = app.state.store.user(&legacy.user_id).await.unwrap().unwrap().totp_secret.unwrap();
+    assert!(stored.starts_with(kiln::sensitive::SEALED_PREFIX), "{stored}");
+    let opened = app.state.sensitive.open_secret(&stored, kiln::sensitive::TOTP_CONTEXT);
+    assert_eq!(opened.as_deref(), Ok("JBSWY3DPEHPK3PXP"));
 
     // A node given another key file for this database is refused at start.
     let dir = tempfile::tempdir().unwrap();

@@ -650,7 +650,7 @@ async fn tenants_do_not_see_each_other(app: TestApp) {
 async fn a_rotated_key_keeps_verifying_on_every_node(app: TestApp) {
     let before = app.token.clone();
     let second = app.another_process_on_same_database().await;
-    kiln::auth::keys::rotate(&app.state.store).await.unwrap();
+    kiln::auth::keys::rotate(&app.state.store, &app.state.sensitive).await.unwrap();
     app.state.auth.reload_keys(&app.state.store).await.unwrap();
     // A token signed with the new key by this node is accepted by the other process, and the
     // token signed before the rotation still works on both.
@@ -878,7 +878,7 @@ async fn password_step(browser: &mut Browser, authorize: &str) -> String {
 
 async fn a_second_factor_is_asked_after_the_password(app: TestApp) {
     staff_user(&app, "doc", "physician").await;
-    let uri = kiln::auth::accounts::enroll_second_factor(&app.state.store, "doc").await.unwrap();
+    let uri = kiln::auth::accounts::enroll_second_factor(&app.state.store, &app.state.sensitive, "doc").await.unwrap();
     let secret_text = query_of(&uri)["secret"].clone();
     let secret = kiln::auth::totp::from_base32(&secret_text).unwrap();
     let scope = "openid user/*.rs";
