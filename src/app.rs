@@ -45,6 +45,7 @@ impl AppState {
     /// Opens the store (applying migrations) and builds the shared state: for the server, and
     /// for commands that work in-process (`kiln import`).
     pub async fn open(settings: Settings, base_url: Arc<str>) -> Result<AppState, StartupError> {
+        crate::tls::install_crypto_provider();
         let store = store::connect(&settings.database_url, settings.db_pool_size).await?;
         let default_tenant = TenantId::parse(&settings.default_tenant).map_err(StartupError::Config)?;
         store.ensure_tenant(&default_tenant, "Default clinic").await?;
@@ -84,6 +85,8 @@ impl AppState {
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
+    /// Set when `kiln serve` terminates TLS itself.
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     state: AppState,
 }
@@ -104,13 +107,20 @@ impl Application {
         let listener =
             TcpListener::bind(&settings.listen).await.map_err(|e| StartupError::Listen(settings.listen.clone(), e))?;
         let local = listener.local_addr().map_err(|e| StartupError::Listen(settings.listen.clone(), e))?;
+        let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                Some(crate::tls::server_config(cert.as_ref(), key.as_ref()).map_err(StartupError::Config)?)
+            }
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url: Arc<str> = match &settings.base_url {
             Some(base) => base.trim_end_matches('/').into(),
-            None => format!("http://{local}/fhir").into(),
+            None => format!("{scheme}://{local}/fhir").into(),
         };
         let state = AppState::open(settings, base_url).await?;
         let router = router(state.clone());
-        Ok(Application { listener, router, state })
+        Ok(Application { listener, tls, router, state })
     }
 
     /// Replaces the router, e.g. with [`router_with`] extra routes.
@@ -141,10 +151,17 @@ impl Application {
             }
         });
         tracing::info!(address = %local, base_url = %self.state.base_url, backend = self.state.store.backend_name(), "Kiln is listening");
-        let result =
-            axum::serve(self.listener, self.router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await;
+        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let result = match self.tls {
+            Some(config) => {
+                use axum::serve::ListenerExt;
+                // `tap_io` (doing nothing) is what lets axum hand the peer address of any
+                // listener to `ConnectInfo`.
+                let listener = crate::tls::TlsListener::new(self.listener, config)?.tap_io(|_| {});
+                axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+            }
+            None => axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await,
+        };
         statistics.abort();
         keys.abort();
         forget.abort();
@@ -187,6 +204,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/{type}/{id}/$meta-add", axum::routing::post(rest::meta::meta_add))
         .route("/{type}/{id}/$meta-delete", axum::routing::post(rest::meta::meta_delete))
         .route("/{type}/{id}/$everything", get(rest::everything::everything_for_patient))
+        .route("/{type}/{id}/$retention", get(rest::retention::retention_of_patient))
         .route("/{type}/{id}/$sign", axum::routing::post(rest::signature::sign))
         .route("/{type}/{id}/$amend", axum::routing::post(rest::signature::amend))
         .route(

@@ -12,6 +12,10 @@ pub struct Settings {
     pub listen: String,
     /// Public base URL of the FHIR API (links, `Location`); derived from `listen` when unset.
     pub base_url: Option<String>,
+    /// TLS termination: the certificate chain (leaf first) and its private key, PEM files. Both
+    /// or neither; with them `kiln serve` speaks only HTTPS (TLS 1.2 and 1.3).
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The tenant (clinic) requests act in until authentication assigns one.
@@ -70,6 +74,11 @@ pub struct Settings {
     /// Roles (comma-separated) that may see sensitive identifiers, with the app's
     /// `kiln/reveal-sensitive` scope.
     pub reveal_sensitive_roles: String,
+    /// Record retention (docs/retention.md): years a record is kept after the last treatment,
+    /// the age until which a minor's record is kept at least, and the age of majority.
+    pub retention_years_after_last_treatment: u32,
+    pub retention_minors_until_age: u32,
+    pub retention_age_of_majority: u32,
     /// Dynamic client registration (RFC 7591): `closed`, `admin-approved` or `open`.
     pub registration: Registration,
     /// The clinic's own OpenID Connect provider, offered on the sign-in page (all four, or none).
@@ -107,6 +116,15 @@ impl Settings {
     /// Whether accounts with this role must sign in with a second factor.
     pub fn second_factor_required_for(&self, role: &str) -> bool {
         self.second_factor_required_roles.split(',').map(str::trim).any(|r| r == role)
+    }
+
+    /// The retention rule these settings describe.
+    pub fn retention_rule(&self) -> crate::emr::retention::RetentionRule {
+        crate::emr::retention::RetentionRule {
+            years_after_last_treatment: self.retention_years_after_last_treatment,
+            minors_until_age: self.retention_minors_until_age,
+            age_of_majority: self.retention_age_of_majority,
+        }
     }
 
     /// Where the data key file is (see `key_file`).
@@ -151,6 +169,9 @@ impl Settings {
             .set_default("password_max_age_days", 0)?
             .set_default("second_factor_required_roles", "")?
             .set_default("training_max_age_days", 0)?
+            .set_default("retention_years_after_last_treatment", 10)?
+            .set_default("retention_minors_until_age", 20)?
+            .set_default("retention_age_of_majority", 18)?
             .set_default("sensitive_identifier_systems", "http://hl7.org/fhir/sid/us-ssn")?
             .set_default("reveal_sensitive_roles", "admin,receptionist,biller")?;
         let env_file = std::env::var_os("KILN_CONFIG");
@@ -167,6 +188,9 @@ impl Settings {
         let fail = |m: String| Err(config::ConfigError::Message(m));
         if crate::access::TenantId::parse(&self.default_tenant).is_err() {
             return fail(format!("default_tenant '{}' is not a valid id", self.default_tenant));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return fail("tls_cert_file and tls_key_file go together: set both, or neither".into());
         }
         if self.max_body_bytes < 1024 {
             return fail("max_body_bytes must be at least 1024".into());

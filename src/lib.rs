@@ -16,3 +16,4 @@ pub mod search;
 pub mod sensitive;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -41,12 +41,29 @@ enum Command {
     /// Apps that may use the API (SMART apps, backend services).
     #[command(subcommand)]
     Client(ClientCommand),
-    /// The keys access and ID tokens are signed with.
+    /// Keys: the token-signing keys, and the data keys that seal sensitive values.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// The audit trail: verify its hash chains, report who accessed which records.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Record retention (docs/retention.md).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// List the patients whose retention period ends before a day (default: today), oldest
+    /// first: the records that may be reviewed for destruction. Kiln itself never destroys one.
+    Report {
+        /// YYYY-MM-DD
+        #[arg(long)]
+        due_before: Option<chrono::NaiveDate>,
+        /// The clinic (default: default_tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +252,7 @@ const SETTINGS_HELP: &str = "Settings (TOML keys, or KILN_<KEY> environment vari
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    kiln::tls::install_crypto_provider();
     let cli = Cli::parse();
     if let Command::DemoData(args) = &cli.command {
         return demo_data(args).await;
@@ -256,6 +274,9 @@ async fn main() -> ExitCode {
         Command::Client(command) => client(settings, command).await,
         Command::Keys(KeysCommand::RotateSigning) => rotate_signing(settings).await,
         Command::Keys(command) => data_keys(settings, command).await,
+        Command::Retention(RetentionCommand::Report { due_before, tenant }) => {
+            retention_report(settings, due_before, tenant).await
+        }
         Command::Audit(AuditCommand::Verify) => return audit_verify(settings).await,
         Command::Audit(AuditCommand::Report { from, to, user, patient, break_glass, tenant }) => {
             audit_report(settings, from, to, user, patient, break_glass, tenant).await
@@ -494,6 +515,34 @@ async fn audit_verify(settings: Settings) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn retention_report(
+    settings: Settings,
+    due_before: Option<chrono::NaiveDate>,
+    tenant: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = open_store(&settings).await?;
+    let tenant = kiln::access::TenantId::parse(tenant.as_deref().unwrap_or(&settings.default_tenant))?;
+    let before = due_before.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let rule = settings.retention_rule();
+    let due = kiln::rest::retention::due(&store, &tenant, &rule, before).await;
+    store.close().await;
+    let due = due?;
+    println!("retention rule: {}", rule.describe());
+    println!("{} patient records of clinic {tenant} are past their retention period before {before}", due.len());
+    for line in &due {
+        let retention = &line.retention;
+        println!(
+            "Patient/{}\tretain until {}\tlast treatment {} ({}){}",
+            line.patient,
+            retention.retain_until,
+            retention.last_treatment,
+            retention.basis.code(),
+            if retention.minor_at_last_treatment == Some(true) { ", minor then" } else { "" }
+        );
+    }
+    Ok(())
 }
 
 async fn audit_report(

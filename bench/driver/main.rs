@@ -77,6 +77,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    kiln::tls::install_crypto_provider();
     match dispatch(Cli::parse().command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -23,6 +23,7 @@ pub mod error;
 pub(crate) mod json;
 pub mod mapping;
 pub mod models;
+pub mod retention;
 pub mod rules;
 pub mod systems;
 

@@ -51,6 +51,11 @@ fn operations(resource: &ResourceType) -> Vec<Value> {
         operations.push(
             json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
         );
+        operations.push(json!({
+            "name": "retention",
+            "definition": "https://kiln.example.org/fhir/OperationDefinition/Patient-retention",
+            "documentation": "Until when the record must be kept (docs/retention.md)"
+        }));
     }
     if super::signature::SIGNABLE.contains(&resource.name.as_str()) {
         for name in ["sign", "amend", "verify-signature"] {

@@ -13,6 +13,7 @@ pub mod meta;
 pub mod operation;
 pub mod patch;
 pub mod read;
+pub mod retention;
 pub mod rules;
 pub mod search;
 pub mod signature;

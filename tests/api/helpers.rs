@@ -34,6 +34,8 @@ pub fn settings(database_url: &str) -> Settings {
         database_url: database_url.to_string(),
         listen: "127.0.0.1:0".into(),
         base_url: None,
+        tls_cert_file: None,
+        tls_key_file: None,
         max_body_bytes: 64 * 1024,
         default_tenant: "test-clinic".into(),
         db_pool_size: 4,
@@ -65,6 +67,9 @@ pub fn settings(database_url: &str) -> Settings {
         training_max_age_days: 0,
         // SQLite: beside the database file. Each PostgreSQL database gets its own key file too,
         // so that a case rotating keys touches no other case's.
+        retention_years_after_last_treatment: 10,
+        retention_minors_until_age: 20,
+        retention_age_of_majority: 18,
         key_file: database_url.starts_with("postgres").then(|| {
             let name = database_url.rsplit('/').next().unwrap_or("kiln");
             std::env::temp_dir().join(format!("kiln-test-{name}.keys")).display().to_string()
@@ -360,6 +365,8 @@ pub async fn expect_outcome(response: Response, status: StatusCode) -> Value {
 
 /// A fresh, empty database for one test.
 pub async fn fresh_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>)> {
+    // The test's own HTTPS-capable clients need the process's rustls provider, as the server does.
+    kiln::tls::install_crypto_provider();
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");

@@ -20,6 +20,7 @@ mod negotiation;
 mod operations;
 mod patch;
 mod registration;
+mod retention;
 mod rules;
 mod search;
 mod sensitive;

@@ -80,3 +80,118 @@ mod limits {
         one_app_over_its_limit_does_not_slow_another
     );
 }
+
+/// `kiln serve` with TLS, in its own process (the binary under test, configured as an operator
+/// would), on a SQLite database in `dir`.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kiln_serve(dir: &std::path::Path, env: &[(&str, String)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
+        .arg("serve")
+        .env("KILN_DATABASE_URL", format!("sqlite://{}/kiln.db", dir.display()))
+        .env("KILN_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+async fn tls_client(max: reqwest::tls::Version, trusted: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(reqwest::Certificate::from_pem(trusted).unwrap())
+        .tls_version_max(max)
+        .https_only(true)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiln_serve_terminates_tls_1_2_and_1_3_only_with_hsts() {
+    kiln::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&cert_file, certified.cert.pem()).unwrap();
+    std::fs::write(&key_file, certified.signing_key.serialize_pem()).unwrap();
+    let port = crate::helpers::free_port();
+    let tls_env = vec![
+        ("KILN_LISTEN", format!("127.0.0.1:{port}")),
+        ("KILN_TLS_CERT_FILE", cert_file.display().to_string()),
+        ("KILN_TLS_KEY_FILE", key_file.display().to_string()),
+    ];
+    let server = TlsServer { child: kiln_serve(dir.path(), &tls_env).spawn().unwrap(), port };
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let modern = tls_client(reqwest::tls::Version::TLS_1_3, certified.cert.pem().as_bytes()).await;
+    let mut healthy = false;
+    for _ in 0..200 {
+        if modern.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "kiln serve did not answer over TLS");
+
+    // TLS 1.3 and TLS 1.2 both work; the FHIR base is https, and HSTS is sent.
+    let metadata = modern.get(format!("{base}/fhir/metadata")).send().await.unwrap();
+    assert_eq!(metadata.status(), StatusCode::OK);
+    assert_eq!(metadata.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    let statement: Value = metadata.json().await.unwrap();
+    assert_eq!(statement["implementation"]["url"], format!("{base}/fhir"), "{statement}");
+    let tls12 = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .tls_version_min(reqwest::tls::Version::TLS_1_2)
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    assert_eq!(tls12.get(format!("{base}/health")).send().await.unwrap().status(), StatusCode::OK);
+    // The FHIR API still wants a token over TLS.
+    let refused = modern.get(format!("{base}/fhir/Patient")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    // A client that does not trust the certificate gets no answer, nor does plain HTTP; a
+    // client that stalls its handshake holds up no one else.
+    let untrusted = reqwest::Client::builder().tls_backend_rustls().build().unwrap();
+    assert!(untrusted.get(format!("{base}/health")).send().await.is_err());
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/health", server.port)).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    let _stalled = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    assert_eq!(modern.get(format!("{base}/health")).send().await.unwrap().status(), StatusCode::OK);
+
+    // Misconfiguration stops the server at start, saying why.
+    let half = vec![("KILN_LISTEN", "127.0.0.1:0".to_string()), tls_env[1].clone()];
+    let output = kiln_serve(dir.path(), &half).output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("go together"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wrong_key = vec![
+        ("KILN_LISTEN", "127.0.0.1:0".to_string()),
+        tls_env[1].clone(),
+        ("KILN_TLS_KEY_FILE", cert_file.display().to_string()),
+    ];
+    let output = kiln_serve(dir.path(), &wrong_key).output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("server.crt"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
