@@ -37,6 +37,8 @@ pub struct AppState {
     pub audit: crate::audit::Auditor,
     pub rate_limits: Arc<crate::access::rate_limit::RateLimits>,
     pub consent: Arc<crate::access::consent::ConsentCache>,
+    /// Clinicians' assigned patients (care relationships), looked up per request, kept briefly.
+    pub assignments: Arc<crate::access::assignments::Assignments>,
     /// Sensitive identifiers: sealed at rest, blinded in the index, masked in responses.
     pub sensitive: Arc<crate::sensitive::Sensitive>,
 }
@@ -71,6 +73,7 @@ impl AppState {
             audit,
             rate_limits,
             consent: Default::default(),
+            assignments: Default::default(),
             sensitive,
             store,
             registry,

@@ -74,6 +74,9 @@ pub struct Settings {
     /// Roles (comma-separated) that may see sensitive identifiers, with the app's
     /// `kiln/reveal-sensitive` scope.
     pub reveal_sensitive_roles: String,
+    /// Roles (comma-separated) whose users reach only the patients in their care: those naming
+    /// them as general practitioner, or whose CareTeam, Encounter or Appointment they take part in.
+    pub assigned_patients_roles: String,
     /// Record retention (docs/retention.md): years a record is kept after the last treatment,
     /// the age until which a minor's record is kept at least, and the age of majority.
     pub retention_years_after_last_treatment: u32,
@@ -113,6 +116,11 @@ pub enum DeleteReferenced {
 }
 
 impl Settings {
+    /// Whether users with this role reach only their assigned patients.
+    pub fn assigned_patients_only(&self, role: &str) -> bool {
+        self.assigned_patients_roles.split(',').map(str::trim).any(|r| r == role)
+    }
+
     /// Whether accounts with this role must sign in with a second factor.
     pub fn second_factor_required_for(&self, role: &str) -> bool {
         self.second_factor_required_roles.split(',').map(str::trim).any(|r| r == role)
@@ -169,6 +177,7 @@ impl Settings {
             .set_default("password_max_age_days", 0)?
             .set_default("second_factor_required_roles", "")?
             .set_default("training_max_age_days", 0)?
+            .set_default("assigned_patients_roles", "nurse")?
             .set_default("retention_years_after_last_treatment", 10)?
             .set_default("retention_minors_until_age", 20)?
             .set_default("retention_age_of_majority", 18)?

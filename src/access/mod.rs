@@ -13,6 +13,7 @@ use crate::auth::scopes::ScopeSet;
 use crate::auth::tokens::AccessClaims;
 use crate::error::FhirError;
 
+pub mod assignments;
 pub mod consent;
 pub mod policy;
 pub mod rate_limit;
@@ -57,6 +58,10 @@ pub enum PrincipalKind {
 pub struct Grant {
     pub claims: Arc<AccessClaims>,
     pub scopes: ScopeSet,
+    /// For a user whose role reaches only assigned patients: those patients (looked up from
+    /// the care relationship when the request arrived). `None`: no such limit, or the glass
+    /// is broken for this request.
+    pub assigned: Option<Arc<[String]>>,
 }
 
 /// The caller of a request, as the access policy and the store see it.
@@ -94,6 +99,27 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, FhirError> {
     }
 }
 
+/// The assigned patients of a user whose role is limited to them (`assigned_patients_roles`),
+/// unless the request breaks the glass (the consent layer checks the role may, and audits it).
+async fn assigned_patients(
+    parts: &Parts,
+    state: &AppState,
+    tenant: &TenantId,
+    claims: &AccessClaims,
+) -> Result<Option<Arc<[String]>>, FhirError> {
+    let Some(role) = claims.role.as_deref() else { return Ok(None) };
+    if !state.settings.assigned_patients_only(role) || parts.headers.contains_key(consent::BREAK_GLASS_HEADER) {
+        return Ok(None);
+    }
+    match claims.fhir_user.as_deref() {
+        Some(clinician) if clinician.starts_with("Practitioner/") => {
+            Ok(Some(state.assignments.patients_of(&state.store, tenant, clinician).await?))
+        }
+        // Without a Practitioner record there is no care relationship: no patient is assigned.
+        _ => Ok(Some(Arc::from([]))),
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = FhirError;
 
@@ -108,7 +134,8 @@ impl FromRequestParts<AppState> for Principal {
                 let scopes = ScopeSet::parse(&claims.scope)
                     .map_err(|e| FhirError::InvalidToken(format!("the token's scope is unreadable: {e}")))?;
                 let tenant = TenantId::parse(&claims.tenant).map_err(FhirError::InvalidToken)?;
-                Principal { tenant, kind: PrincipalKind::Token(Arc::new(Grant { claims, scopes })) }
+                let assigned = assigned_patients(parts, state, &tenant, &claims).await?;
+                Principal { tenant, kind: PrincipalKind::Token(Arc::new(Grant { claims, scopes, assigned })) }
             }
             None if state.settings.open_access_for_development => {
                 Principal { tenant: state.default_tenant.clone(), kind: PrincipalKind::DefaultTenant }

@@ -2,9 +2,12 @@
 //! principal's scopes allow on a resource type, and the restriction that follows. `system/` and
 //! `user/` scopes act on the whole clinic; `patient/` scopes are confined to the launch patient's
 //! compartment (R4 compartmentdefinition-patient); granular scopes add their search filter.
-//! Reads outside the allowed set answer 403; searches simply leave such resources out.
+//! Users whose role reaches only assigned patients are confined to those patients'
+//! compartments (`assignments`). Reads outside the allowed set answer 403; searches simply leave
+//! such resources out.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::Principal;
 use crate::app::AppState;
@@ -19,9 +22,10 @@ pub use crate::auth::scopes::Interaction;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restriction {
     Unrestricted,
-    /// Only resources in `patient`'s compartment (when set) that match `filter` (when set).
+    /// Only resources in the compartment of one of `patients` (when set: the launch patient, or
+    /// a clinician's assigned patients) that match `filter` (when set).
     Confined {
-        patient: Option<String>,
+        patients: Option<Arc<[String]>>,
         filter: Option<Filter>,
     },
 }
@@ -68,12 +72,19 @@ impl Principal {
                 verb(interaction)
             )));
         }
+        // A clinician limited to assigned patients reaches the others' records through no scope.
+        let assigned = grant.assigned.as_ref().filter(|_| in_patient_compartment(resource_type));
         for context in [Context::System, Context::User] {
             match grant.scopes.allowed(context, resource_type, interaction) {
-                Allowed::All => return Ok(Restriction::Unrestricted),
+                Allowed::All => {
+                    return Ok(match assigned {
+                        Some(patients) => Restriction::Confined { patients: Some(patients.clone()), filter: None },
+                        None => Restriction::Unrestricted,
+                    });
+                }
                 Allowed::Where(filters) => {
                     return Ok(Restriction::Confined {
-                        patient: None,
+                        patients: assigned.cloned(),
                         filter: Some(single_filter(filters, resource_type)?),
                     });
                 }
@@ -94,14 +105,14 @@ impl Principal {
         // nobody's record: a patient/ scope on them is bounded by its filter only.
         if !in_patient_compartment(resource_type) {
             return Ok(match filter {
-                Some(filter) => Restriction::Confined { patient: None, filter: Some(filter) },
+                Some(filter) => Restriction::Confined { patients: None, filter: Some(filter) },
                 None => Restriction::Unrestricted,
             });
         }
         let Some(patient) = grant.claims.patient.clone() else {
             return Err(FhirError::Forbidden("patient/ scopes need a patient in the launch context".into()));
         };
-        Ok(Restriction::Confined { patient: Some(patient), filter })
+        Ok(Restriction::Confined { patients: Some(Arc::from([patient])), filter })
     }
 
     /// The launch patient a `patient/`-confined principal acts for, if any.
@@ -142,24 +153,24 @@ fn compartment_patients(resource_type: &str, id: Option<&str>, content: &[u8]) -
         .collect())
 }
 
-/// Adds a restriction's granular filter to search parameters; answers the patient whose
-/// compartment the compiled query must then be confined to.
-pub fn restrict(params: &mut QueryParams, restriction: &Restriction) -> Option<String> {
+/// Adds a restriction's granular filter to search parameters; answers the patients whose
+/// compartments the compiled query must then be confined to.
+pub fn restrict(params: &mut QueryParams, restriction: &Restriction) -> Option<Arc<[String]>> {
     match restriction {
         Restriction::Unrestricted => None,
-        Restriction::Confined { patient, filter } => {
+        Restriction::Confined { patients, filter } => {
             if let Some(filter) = filter {
                 params.0.extend(filter.iter().cloned());
             }
-            patient.clone()
+            patients.clone()
         }
     }
 }
 
-/// Confines a compiled query to a patient's compartment.
-pub fn confine(query: &mut SearchQuery, resource_type: &str, patient: Option<&str>) -> Result<(), FhirError> {
-    match patient {
-        Some(patient) => query.within_patient_compartment(resource_type, patient),
+/// Confines a compiled query to the compartments of `patients`.
+pub fn confine(query: &mut SearchQuery, resource_type: &str, patients: Option<&[String]>) -> Result<(), FhirError> {
+    match patients {
+        Some(patients) => query.within_compartments(resource_type, patients),
         None => Ok(()),
     }
 }
@@ -182,9 +193,9 @@ pub async fn visible_ids(
     let mut visible = HashSet::new();
     for chunk in ids.chunks(100) {
         let mut params = QueryParams(vec![("_id".into(), chunk.join(",")), ("_count".into(), chunk.len().to_string())]);
-        let patient = restrict(&mut params, restriction);
+        let patients = restrict(&mut params, restriction);
         let mut query = query::compile(definition, &params, &state.base_url, false, 100, 100)?;
-        confine(&mut query, resource_type, patient.as_deref())?;
+        confine(&mut query, resource_type, patients.as_deref())?;
         for record in state.store.search(&principal.tenant, resource_type, &query).await? {
             visible.insert(record.id);
         }
@@ -208,7 +219,12 @@ pub async fn ensure_visible(
         Err(FhirError::Forbidden(format!(
             "{resource_type}/{id} is outside what the access token allows ({})",
             match &restriction {
-                Restriction::Confined { patient: Some(p), .. } => format!("the compartment of Patient/{p}"),
+                Restriction::Confined { patients: Some(patients), .. } if principal.launch_patient().is_some() => {
+                    format!("the compartment of Patient/{}", patients.join(", Patient/"))
+                }
+                Restriction::Confined { patients: Some(_), .. } => {
+                    "the patients in your care; a clinician may break the glass (X-Break-Glass-Reason)".to_string()
+                }
                 _ => "its granular scope".to_string(),
             }
         )))
@@ -227,7 +243,12 @@ pub async fn ensure_writable(
     content: Option<&[u8]>,
 ) -> Result<(), FhirError> {
     let restriction = principal.permit(resource_type, interaction)?;
-    let Restriction::Confined { patient, filter } = &restriction else {
+    if let (Some(role), Some(content)) = (principal.grant().and_then(|g| g.claims.role.as_deref()), content) {
+        let value: serde_json::Value = serde_json::from_slice(content)
+            .map_err(|e| FhirError::internal(format!("a validated resource did not parse again: {e}")))?;
+        super::roles::check_content(role, resource_type, &value).map_err(FhirError::Forbidden)?;
+    }
+    let Restriction::Confined { patients, filter } = &restriction else {
         return Ok(());
     };
     // Whether written content would match a granular filter is a search over content not yet
@@ -249,13 +270,16 @@ pub async fn ensure_writable(
             return Err(FhirError::Forbidden(format!("{resource_type}/{id} is outside what the access token allows")));
         }
     }
-    if let (Some(patient), Some(content)) = (patient, content) {
-        // The written content must place the resource with the launch patient, and with no one else.
-        let patients = compartment_patients(resource_type, existing, content)?;
-        if patients.is_empty() || patients.iter().any(|p| p != patient) {
-            return Err(FhirError::Forbidden(format!(
-                "a patient/ token may only write resources of Patient/{patient}'s record (and of no other patient's)"
-            )));
+    if let (Some(allowed), Some(content)) = (patients, content) {
+        // The written content must place the resource with the allowed patients, and no one else.
+        let placed = compartment_patients(resource_type, existing, content)?;
+        if placed.is_empty() || placed.iter().any(|p| !allowed.contains(p)) {
+            return Err(FhirError::Forbidden(match principal.launch_patient() {
+                Some(patient) => format!(
+                    "a patient/ token may only write resources of Patient/{patient}'s record (and of no other patient's)"
+                ),
+                None => "you may only write the records of patients in your care".to_string(),
+            }));
         }
     }
     Ok(())

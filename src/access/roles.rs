@@ -76,11 +76,14 @@ pub fn allows(role: &str, resource_type: &str, interaction: Interaction) -> bool
             Financial | Directory => read,
             _ => true,
         },
-        // Nurses chart and schedule, but do not prescribe.
+        // Nurses record vital signs (`check_content` holds them to that category) and schedule;
+        // they read the rest of the record and prescriptions, and change neither.
         "nurse" => match class {
             Audit => false,
-            Prescription | Financial | Directory => read,
-            _ => true,
+            Clinical => read || (resource_type == "Observation" && interaction != Interaction::Delete),
+            Scheduling => true,
+            Demographic | Prescription | Financial | Directory => read,
+            Definition => false,
         },
         // Technicians record results.
         "tech" => match class {
@@ -127,17 +130,53 @@ pub fn allows(role: &str, resource_type: &str, interaction: Interaction) -> bool
     }
 }
 
+/// Rules on what a role may write that depend on the content: a nurse's Observations are vital
+/// signs. Answers why not, when not.
+pub fn check_content(role: &str, resource_type: &str, content: &serde_json::Value) -> Result<(), String> {
+    if role == "nurse" && resource_type == "Observation" {
+        let vital = content.get("category").and_then(serde_json::Value::as_array).is_some_and(|categories| {
+            categories.iter().any(|category| {
+                category.get("coding").and_then(serde_json::Value::as_array).is_some_and(|codings| {
+                    codings.iter().any(|c| {
+                        c.get("system").and_then(serde_json::Value::as_str)
+                            == Some("http://terminology.hl7.org/CodeSystem/observation-category")
+                            && c.get("code").and_then(serde_json::Value::as_str) == Some("vital-signs")
+                    })
+                })
+            })
+        });
+        if !vital {
+            return Err("a nurse records vital signs (Observation.category vital-signs); other observations are \
+                        recorded by a physician or technician"
+                .into());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use Interaction::*;
 
     #[test]
-    fn nurses_chart_but_do_not_prescribe() {
+    fn nurses_record_vital_signs_but_do_not_prescribe() {
         assert!(allows("nurse", "Observation", Create));
+        assert!(!allows("nurse", "Observation", Delete));
+        assert!(!allows("nurse", "Condition", Create));
+        assert!(allows("nurse", "Condition", Read));
+        assert!(allows("nurse", "Appointment", Create));
+        assert!(!allows("nurse", "Patient", Update));
         assert!(allows("nurse", "MedicationRequest", Read));
         assert!(!allows("nurse", "MedicationRequest", Create));
         assert!(allows("physician", "MedicationRequest", Create));
+        let vital = serde_json::json!({"category": [{"coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}]});
+        let lab = serde_json::json!({"category": [{"coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]});
+        assert!(check_content("nurse", "Observation", &vital).is_ok());
+        assert!(check_content("nurse", "Observation", &lab).is_err());
+        assert!(check_content("physician", "Observation", &lab).is_ok());
     }
 
     #[test]

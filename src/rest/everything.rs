@@ -123,6 +123,10 @@ async fn everything(
             _ => {}
         }
     }
+    // A clinician limited to assigned patients (or a granular scope) may not reach this one.
+    if let Some(id) = patient {
+        policy::ensure_visible(state, principal, "Patient", id, Interaction::Read).await?;
+    }
     let confined_to = match principal.launch_patient() {
         Some(own) if principal.grant().is_some_and(|g| !g.scopes.has_context(crate::auth::scopes::Context::User)) => {
             Some(own.to_string())

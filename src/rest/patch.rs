@@ -80,7 +80,8 @@ pub async fn patch(
     policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, Some(&id), None).await?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
-    if principal.launch_patient().is_some() {
+    // What the patch made must stay within the token's patients and the role's content rules.
+    if principal.grant().is_some_and(|g| g.claims.patient.is_some() || g.claims.role.is_some()) {
         let patched = outcome.record.json.as_deref().unwrap_or_default();
         policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, Some(&id), Some(patched))
             .await?;

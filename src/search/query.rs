@@ -226,9 +226,28 @@ impl SearchQuery {
         self.within_compartment_of(resource_type, Some(patient_id))
     }
 
+    /// Confines the search to the compartments of `patients` (none: nothing matches).
+    pub fn within_compartments(&mut self, resource_type: &str, patients: &[String]) -> Result<(), FhirError> {
+        match patients {
+            [] => {
+                self.conditions = format!(" AND 1 = 0{}", self.conditions);
+                Ok(())
+            }
+            [one] => self.within_compartment_of(resource_type, Some(one)),
+            many => self.within_compartment_set(resource_type, Some(many)),
+        }
+    }
+
     /// Confines the search to the Patient compartment of `patient_id`, or with `None` to the
     /// compartments of every patient (all patients, and what refers to any patient).
     pub fn within_compartment_of(&mut self, resource_type: &str, patient_id: Option<&str>) -> Result<(), FhirError> {
+        match patient_id {
+            Some(id) => self.within_compartment_set(resource_type, Some(&[id.to_string()])),
+            None => self.within_compartment_set(resource_type, None),
+        }
+    }
+
+    fn within_compartment_set(&mut self, resource_type: &str, patient_ids: Option<&[String]>) -> Result<(), FhirError> {
         let registry = crate::fhir::registry::Registry::global();
         let params = registry.patient_compartment.get(resource_type).cloned().unwrap_or_default();
         let mut alternatives = Vec::new();
@@ -236,20 +255,24 @@ impl SearchQuery {
             args.push(arg);
             format!("${}", args.len() + 2)
         };
+        // `= $n` for one patient, `IN ($n, …)` for several.
+        let match_ids = |args: &mut Vec<SqlArg>, ids: &[String]| match ids {
+            [one] => format!("= {}", bind(args, SqlArg::Text(one.clone()))),
+            many => {
+                let placeholders: Vec<String> = many.iter().map(|id| bind(args, SqlArg::Text(id.clone()))).collect();
+                format!("IN ({})", placeholders.join(", "))
+            }
+        };
         if resource_type == "Patient" {
-            match patient_id {
-                Some(patient_id) => {
-                    alternatives.push(format!("r.id = {}", bind(&mut self.args, SqlArg::Text(patient_id.to_string()))))
-                }
+            match patient_ids {
+                Some(ids) => alternatives.push(format!("r.id {}", match_ids(&mut self.args, ids))),
                 None => return Ok(()),
             }
         }
         for param in params.iter().filter(|p| SearchRegistry::global().param(resource_type, p).is_some()) {
             let code = bind(&mut self.args, SqlArg::Text(param.clone()));
-            let target = match patient_id {
-                Some(patient_id) => {
-                    format!(" AND x.target_id = {}", bind(&mut self.args, SqlArg::Text(patient_id.to_string())))
-                }
+            let target = match patient_ids {
+                Some(ids) => format!(" AND x.target_id {}", match_ids(&mut self.args, ids)),
                 None => String::new(),
             };
             alternatives.push(format!(

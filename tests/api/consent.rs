@@ -36,6 +36,9 @@ async fn a_patients_consent_withholds_records_and_the_glass_can_be_broken(app: T
     let (nurse, nurse_practitioner) = clinician(&app, "nurse", "nurse").await;
     let (doctor, _) = clinician(&app, "doc", "physician").await;
     let (front_desk, _) = clinician(&app, "desk", "receptionist").await;
+    // The nurse cares for the patient (nurses reach only the patients in their care).
+    app.create(&json!({"resourceType": "CareTeam", "subject": subject, "participant": [{"member": {"reference": nurse_practitioner}}]}))
+        .await;
 
     // The patient keeps their observations from this nurse.
     let consent = app

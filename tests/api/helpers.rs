@@ -67,6 +67,7 @@ pub fn settings(database_url: &str) -> Settings {
         training_max_age_days: 0,
         // SQLite: beside the database file. Each PostgreSQL database gets its own key file too,
         // so that a case rotating keys touches no other case's.
+        assigned_patients_roles: "nurse".into(),
         retention_years_after_last_treatment: 10,
         retention_minors_until_age: 20,
         retention_age_of_majority: 18,

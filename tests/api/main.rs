@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod assignments;
 mod audit;
 mod capabilities;
 mod consent;

@@ -714,6 +714,11 @@ pub async fn exchange_code(app: &TestApp, back: &str, client_id: &str) -> Value 
 async fn clinicians_pick_a_patient_and_roles_bound_user_tokens(app: TestApp) {
     let (a, _, oa, _) = two_patients(&app).await;
     staff_user(&app, "nurse", "nurse").await;
+    // The nurse cares for Alpha (nurses reach only the patients in their care).
+    let nurse_practitioner = app.state.store.user_by_name("nurse").await.unwrap().unwrap().fhir_user.unwrap();
+    app.create(&json!({"resourceType": "CareTeam", "subject": {"reference": format!("Patient/{a}")},
+        "participant": [{"member": {"reference": nurse_practitioner}}]}))
+        .await;
     staff_user(&app, "frontdesk", "receptionist").await;
     let scope = "launch/patient openid fhirUser user/*.cruds";
     let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
