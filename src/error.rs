@@ -60,6 +60,7 @@ pub enum IssueType {
     BusinessRule,
     Conflict,
     Throttled,
+    Transient,
     Exception,
     Informational,
     TooCostly,
@@ -107,6 +108,9 @@ pub enum FhirError {
     NotImplemented(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A remote server (another EHR) failed or answered wrongly.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -171,6 +175,7 @@ impl FhirError {
             TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, IssueType::Throttled),
             NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, IssueType::NotSupported),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Exception),
+            BadGateway(_) => (StatusCode::BAD_GATEWAY, IssueType::Transient),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
         }
     }

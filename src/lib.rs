@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod ehr;
 pub mod emr;
 pub mod error;
 pub mod fhir;

@@ -50,6 +50,63 @@ enum Command {
     /// Record retention (docs/retention.md).
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Other EHRs' FHIR APIs Kiln connects to (docs/ehr.md).
+    #[command(subcommand)]
+    Ehr(EhrCommand),
+}
+
+#[derive(Subcommand)]
+enum EhrCommand {
+    /// Register a remote EHR: an Endpoint resource, and its credential sealed apart. Prints the
+    /// Endpoint id.
+    Add(Box<EhrAddArgs>),
+    /// List the registered remotes.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Check a remote end to end: CapabilityStatement, SMART configuration, token, a search.
+    Test {
+        endpoint_id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct EhrAddArgs {
+    /// A name for people, e.g. "County Hospital".
+    #[arg(long)]
+    name: String,
+    /// The remote FHIR base URL.
+    #[arg(long)]
+    address: String,
+    /// backend-services (signed JWT), client-secret, or none.
+    #[arg(long, default_value = "backend-services")]
+    auth: String,
+    /// The client id Kiln has at the remote.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// backend-services: the private key (PEM, PKCS#8) whose public half the remote has.
+    #[arg(long)]
+    private_key_file: Option<PathBuf>,
+    /// backend-services: RS384 or ES384.
+    #[arg(long, default_value = "RS384")]
+    algorithm: String,
+    /// backend-services: the key id (kid) the remote knows the key by.
+    #[arg(long)]
+    key_id: Option<String>,
+    /// client-secret: the name of the environment variable holding the secret.
+    #[arg(long)]
+    client_secret_env: Option<String>,
+    /// The scopes to ask for.
+    #[arg(long, default_value = "system/*.rs")]
+    scope: String,
+    /// The Organization running the remote (e.g. Organization/12).
+    #[arg(long)]
+    managing_organization: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -274,6 +331,7 @@ async fn main() -> ExitCode {
         Command::Client(command) => client(settings, command).await,
         Command::Keys(KeysCommand::RotateSigning) => rotate_signing(settings).await,
         Command::Keys(command) => data_keys(settings, command).await,
+        Command::Ehr(command) => return ehr(settings, command).await,
         Command::Retention(RetentionCommand::Report { due_before, tenant }) => {
             retention_report(settings, due_before, tenant).await
         }
@@ -513,6 +571,107 @@ async fn audit_verify(settings: Settings) -> ExitCode {
         Err(err) => {
             eprintln!("kiln audit verify: {err}");
             ExitCode::from(2)
+        }
+    }
+}
+
+async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
+    let result = async {
+        let base_url: std::sync::Arc<str> = settings
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/fhir", settings.listen))
+            .trim_end_matches('/')
+            .into();
+        let default_tenant = settings.default_tenant.clone();
+        let state = kiln::app::AppState::open(settings, base_url).await.map_err(|e| e.to_string())?;
+        let tenant_of =
+            |tenant: Option<String>| kiln::access::TenantId::parse(tenant.as_deref().unwrap_or(&default_tenant));
+        let outcome = match command {
+            EhrCommand::Add(args) => {
+                let EhrAddArgs {
+                    name,
+                    address,
+                    auth,
+                    client_id,
+                    private_key_file,
+                    algorithm,
+                    key_id,
+                    client_secret_env,
+                    scope,
+                    managing_organization,
+                    tenant,
+                } = *args;
+                let tenant = tenant_of(tenant)?;
+                let need_client = || client_id.clone().ok_or_else(|| format!("--auth {auth} needs --client-id"));
+                let credentials = match auth.as_str() {
+                    "backend-services" => {
+                        let file = private_key_file.ok_or("--auth backend-services needs --private-key-file")?;
+                        let private_key_pem =
+                            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                        let algorithm = match algorithm.as_str() {
+                            "RS384" => jsonwebtoken::Algorithm::RS384,
+                            "ES384" => jsonwebtoken::Algorithm::ES384,
+                            other => return Err(format!("--algorithm {other}: use RS384 or ES384")),
+                        };
+                        kiln::ehr::NewCredentials::BackendServices {
+                            client_id: need_client()?,
+                            private_key_pem,
+                            algorithm,
+                            key_id,
+                        }
+                    }
+                    "client-secret" => {
+                        let variable = client_secret_env.ok_or("--auth client-secret needs --client-secret-env")?;
+                        let secret = std::env::var(&variable).map_err(|_| format!("{variable} is not set"))?;
+                        kiln::ehr::NewCredentials::ClientSecret { client_id: need_client()?, secret }
+                    }
+                    "none" => kiln::ehr::NewCredentials::None,
+                    other => return Err(format!("--auth {other}: use backend-services, client-secret or none")),
+                };
+                let remote = kiln::ehr::NewRemote { name, address, credentials, scope, managing_organization };
+                let id = kiln::ehr::add(&state, &tenant, remote).await?;
+                println!("{id}");
+                Ok(true)
+            }
+            EhrCommand::List { tenant } => {
+                let tenant = tenant_of(tenant)?;
+                for registered in kiln::ehr::list(&state, &tenant).await? {
+                    let connection = &registered.connection;
+                    println!(
+                        "Endpoint/{}\t{}\t{}\t{} {}\t{}",
+                        connection.endpoint_id,
+                        registered.name(),
+                        registered.address(),
+                        connection.auth,
+                        connection.client_id.as_deref().unwrap_or(""),
+                        connection.scope
+                    );
+                }
+                Ok(true)
+            }
+            EhrCommand::Test { endpoint_id, tenant } => {
+                let tenant = tenant_of(tenant)?;
+                let (registered, remote) = kiln::ehr::connect(&state, &tenant, &endpoint_id).await?;
+                println!("Endpoint/{endpoint_id} {} at {}", registered.name(), remote.base());
+                let report = kiln::ehr::test(&remote).await;
+                for line in &report.lines {
+                    println!("{line}");
+                }
+                Ok(report.passed)
+            }
+        };
+        state.audit.finish().await;
+        state.store.close().await;
+        outcome
+    }
+    .await;
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("kiln ehr: {e}");
+            ExitCode::FAILURE
         }
     }
 }

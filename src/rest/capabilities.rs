@@ -16,7 +16,7 @@ use crate::search::SearchRegistry;
 
 /// Interactions every supported type offers (FHIR R4 `type-restful-interaction`).
 pub const TYPE_INTERACTIONS: &[&str] =
-    &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
+    &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 /// System-level interactions.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
 
@@ -55,6 +55,11 @@ fn operations(resource: &ResourceType) -> Vec<Value> {
             "name": "retention",
             "definition": "https://kiln.example.org/fhir/OperationDefinition/Patient-retention",
             "documentation": "Until when the record must be kept (docs/retention.md)"
+        }));
+        operations.push(json!({
+            "name": "ehr-link",
+            "definition": "https://kiln.example.org/fhir/OperationDefinition/Patient-ehr-link",
+            "documentation": "Link the patient to their record at a registered remote EHR (docs/ehr.md)"
         }));
     }
     if super::signature::SIGNABLE.contains(&resource.name.as_str()) {

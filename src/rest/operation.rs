@@ -76,8 +76,12 @@ pub fn parameters_response(parameters: &[(&str, &str, Value)]) -> Response {
             parameter
         })
         .collect();
-    let body = json!({"resourceType": "Parameters", "parameter": list});
-    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    parameters_value_response(json!({"resourceType": "Parameters", "parameter": list}))
+}
+
+/// A `Parameters` resource built by the operation, as the answer (200).
+pub fn parameters_value_response(parameters: Value) -> Response {
+    let mut response = (StatusCode::OK, parameters.to_string()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     response
 }

@@ -31,6 +31,8 @@ pub const IDENTIFIER_CONTEXT: &str = "Identifier.value";
 /// The associated data of sealed TOTP secrets and private signing keys.
 pub const TOTP_CONTEXT: &str = "auth_users.totp_secret";
 pub const SIGNING_KEY_CONTEXT: &str = "auth_signing_keys.private_pem";
+/// The associated data of a remote EHR's sealed credential.
+pub const EHR_SECRET_CONTEXT: &str = "ehr_connections.secret";
 /// The scope an app needs (besides read access, and a role that allows it) to see sensitive
 /// identifiers in clear.
 pub const REVEAL_SCOPE: &str = "kiln/reveal-sensitive";

@@ -105,6 +105,8 @@ impl Sensitive {
 enum Credential {
     Totp,
     SigningKey,
+    /// A remote EHR's client secret or private key; the owner is `tenant/endpoint id`.
+    EhrSecret,
 }
 
 /// The credentials the server keeps sealed: TOTP secrets and private signing keys, as
@@ -119,6 +121,11 @@ async fn credentials(store: &DynStore) -> Result<Vec<(Credential, String, String
         .collect();
     let keys = store.signing_keys().await.map_err(|e| e.to_string())?;
     all.extend(keys.into_iter().map(|k| (Credential::SigningKey, k.kid, k.private_pem)));
+    let ehr = store.ehr_secrets().await.map_err(|e| e.to_string())?;
+    all.extend(
+        ehr.into_iter()
+            .map(|(tenant, endpoint, sealed)| (Credential::EhrSecret, format!("{tenant}/{endpoint}"), sealed)),
+    );
     Ok(all)
 }
 
@@ -135,12 +142,17 @@ pub async fn reseal_credentials(store: &DynStore, sensitive: &Sensitive, only_pl
         let context = match kind {
             Credential::Totp => TOTP_CONTEXT,
             Credential::SigningKey => SIGNING_KEY_CONTEXT,
+            Credential::EhrSecret => super::EHR_SECRET_CONTEXT,
         };
         let plaintext = sensitive.open_secret(&stored, context).map_err(|e| format!("{kind:?} of {owner}: {e}"))?;
         let sealed = sensitive.seal_secret(&plaintext, context);
         let replaced = match kind {
             Credential::Totp => store.reencode_totp_secret(&owner, &stored, &sealed).await,
             Credential::SigningKey => store.reencode_signing_key(&owner, &stored, &sealed).await,
+            Credential::EhrSecret => {
+                let (tenant, endpoint) = owner.split_once('/').unwrap_or_default();
+                store.reencode_ehr_secret(tenant, endpoint, &stored, &sealed).await
+            }
         };
         if replaced.map_err(|e| e.to_string())? {
             resealed += 1;

@@ -57,6 +57,21 @@ pub struct VersionRecord {
     pub seq: i64,
 }
 
+/// How Kiln signs in to a remote EHR registered as the Endpoint `endpoint_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EhrConnection {
+    pub endpoint_id: String,
+    /// `backend-services`, `client-secret` or `none`.
+    pub auth: String,
+    pub client_id: Option<String>,
+    /// The private key (PEM) or client secret, sealed.
+    pub secret_sealed: Option<String>,
+    pub algorithm: Option<String>,
+    pub key_id: Option<String>,
+    pub scope: String,
+    pub created_at: i64,
+}
+
 /// One stored version with its place in the change log.
 #[derive(Debug, Clone)]
 pub struct StoredVersion {
@@ -267,6 +282,14 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     async fn audit_tenants(&self) -> StoreResult<Vec<TenantId>>;
     /// Makes sure the tenant row exists.
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
+
+    /// Remote EHR connections (the credential half of an Endpoint, `src/ehr`).
+    async fn put_ehr_connection(&self, tenant: &TenantId, connection: &EhrConnection) -> StoreResult<()>;
+    async fn ehr_connections(&self, tenant: &TenantId) -> StoreResult<Vec<EhrConnection>>;
+    /// Every sealed EHR credential of every tenant, as (tenant, endpoint id, sealed value).
+    async fn ehr_secrets(&self) -> StoreResult<Vec<(String, String, String)>>;
+    /// Replaces a sealed EHR credential with a new encoding of it, if it still is `old`.
+    async fn reencode_ehr_secret(&self, tenant: &str, endpoint_id: &str, old: &str, new: &str) -> StoreResult<bool>;
 
     /// The fingerprint of the data key file recorded for this database, if any.
     async fn key_fingerprint(&self) -> StoreResult<Option<String>>;

@@ -46,6 +46,7 @@ pub fn migrator() -> Migrator {
         migration(10, "audit log", include_str!("../../migrations/postgres/0010_audit_log.sql")),
         migration(11, "account safeguards", include_str!("../../migrations/postgres/0011_account_safeguards.sql")),
         migration(12, "data keys", include_str!("../../migrations/postgres/0012_data_keys.sql")),
+        migration(13, "ehr connections", include_str!("../../migrations/postgres/0013_ehr_connections.sql")),
     ])
 }
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    AuditLink, AuditRow, BatchError, Change, CurrentRow, HistoryFilter, HistoryScope, Link, MetaInUse, Store,
-    StoreError, StoreResult, StoreTransaction, StoredVersion, VersionRecord, WriteMethod, WriteOutcome, WritePlan,
-    WriteRequest, plan_write,
+    AuditLink, AuditRow, BatchError, Change, CurrentRow, EhrConnection, HistoryFilter, HistoryScope, Link, MetaInUse,
+    Store, StoreError, StoreResult, StoreTransaction, StoredVersion, VersionRecord, WriteMethod, WriteOutcome,
+    WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -379,6 +379,73 @@ where
             .execute(&self.writes)
             .await?;
         Ok(())
+    }
+
+    async fn put_ehr_connection(&self, tenant: &TenantId, c: &EhrConnection) -> StoreResult<()> {
+        sqlx::query::<DB>(
+            "INSERT INTO ehr_connections (tenant, endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, endpoint_id) DO UPDATE SET \
+             auth = $3, client_id = $4, secret_sealed = $5, algorithm = $6, key_id = $7, scope = $8",
+        )
+        .bind(tenant.to_string())
+        .bind(c.endpoint_id.clone())
+        .bind(c.auth.clone())
+        .bind(c.client_id.clone())
+        .bind(c.secret_sealed.clone())
+        .bind(c.algorithm.clone())
+        .bind(c.key_id.clone())
+        .bind(c.scope.clone())
+        .bind(c.created_at)
+        .execute(&self.writes)
+        .await?;
+        Ok(())
+    }
+
+    async fn ehr_connections(&self, tenant: &TenantId) -> StoreResult<Vec<EhrConnection>> {
+        let rows = sqlx::query::<DB>(
+            "SELECT endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, created_at \
+             FROM ehr_connections WHERE tenant = $1 ORDER BY created_at, endpoint_id",
+        )
+        .bind(tenant.to_string())
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EhrConnection {
+                    endpoint_id: row.try_get(0)?,
+                    auth: row.try_get(1)?,
+                    client_id: row.try_get(2)?,
+                    secret_sealed: row.try_get(3)?,
+                    algorithm: row.try_get(4)?,
+                    key_id: row.try_get(5)?,
+                    scope: row.try_get(6)?,
+                    created_at: row.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ehr_secrets(&self) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = sqlx::query::<DB>(
+            "SELECT tenant, endpoint_id, secret_sealed FROM ehr_connections WHERE secret_sealed IS NOT NULL",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+    }
+
+    async fn reencode_ehr_secret(&self, tenant: &str, endpoint_id: &str, old: &str, new: &str) -> StoreResult<bool> {
+        let updated = sqlx::query::<DB>(
+            "UPDATE ehr_connections SET secret_sealed = $1 WHERE tenant = $2 AND endpoint_id = $3 \
+             AND secret_sealed = $4 RETURNING endpoint_id",
+        )
+        .bind(new.to_string())
+        .bind(tenant.to_string())
+        .bind(endpoint_id.to_string())
+        .bind(old.to_string())
+        .fetch_optional(&self.writes)
+        .await?;
+        Ok(updated.is_some())
     }
 
     async fn key_fingerprint(&self) -> StoreResult<Option<String>> {

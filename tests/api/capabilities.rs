@@ -18,7 +18,9 @@ async fn metadata_describes_every_supported_type(app: TestApp) {
         assert_eq!(entry["versioning"], "versioned");
         let interactions: Vec<&str> =
             entry["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
-        for code in ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"] {
+        for code in
+            ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
+        {
             assert!(interactions.contains(&code), "{required} lacks {code}");
         }
         assert_eq!(entry["conditionalCreate"], true);

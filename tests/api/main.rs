@@ -10,6 +10,7 @@ mod capabilities;
 mod consent;
 mod crud;
 mod demo;
+mod ehr;
 mod errors;
 mod examples;
 mod federation;

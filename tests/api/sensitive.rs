@@ -49,7 +49,7 @@ fn assert_masked(patient: &Value) {
 
 /// Every byte the database keeps, as text: the SQLite files (main and write-ahead log), or each
 /// PostgreSQL table rendered as text (byte columns as hex).
-async fn database_contents(app: &TestApp) -> String {
+pub async fn database_contents(app: &TestApp) -> String {
     if let Some(path) = app.database_url.strip_prefix("sqlite://") {
         let mut all = Vec::new();
         for file in [path.to_string(), format!("{path}-wal")] {
@@ -75,7 +75,7 @@ async fn database_contents(app: &TestApp) -> String {
     all
 }
 
-fn hex(text: &str) -> String {
+pub fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -1,0 +1,343 @@
+//! Kiln as the FHIR client of another EHR: SMART discovery (`.well-known/smart-configuration`),
+//! a `client_credentials` token through the `oauth2` crate (SMART Backend Services: a signed
+//! JWT assertion, RS384 or ES384; or a client secret), the token kept until shortly before it
+//! expires and fetched again once on a 401, time limits on every call, and a cap on what a
+//! response may weigh.
+
+use oauth2::basic::BasicClient;
+use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
+use serde_json::Value;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long connecting to the remote may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest response accepted.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// A token this close to its expiry is fetched again.
+const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+/// What a signed client assertion is good for (SMART Backend Services: at most five minutes).
+const ASSERTION_LIFETIME_SECS: i64 = 300;
+
+/// How Kiln signs in to the remote.
+#[derive(Clone)]
+pub enum Credentials {
+    /// SMART Backend Services: a JWT signed with the client's private key.
+    BackendServices {
+        client_id: String,
+        private_key_pem: String,
+        algorithm: jsonwebtoken::Algorithm,
+        key_id: Option<String>,
+    },
+    /// A client secret (HTTP Basic at the token endpoint).
+    ClientSecret { client_id: String, secret: String },
+    /// An open server.
+    None,
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never the key or the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::BackendServices { client_id, algorithm, .. } => {
+                write!(f, "BackendServices({client_id}, {algorithm:?})")
+            }
+            Credentials::ClientSecret { client_id, .. } => write!(f, "ClientSecret({client_id})"),
+            Credentials::None => f.write_str("None"),
+        }
+    }
+}
+
+/// What went wrong talking to the remote, in words for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    #[error("{0} cannot be reached: {1}")]
+    Unreachable(String, String),
+    #[error("{0} did not answer in time")]
+    Timeout(String),
+    #[error("{url} answered {status}: {body}")]
+    Status { url: String, status: u16, body: String },
+    #[error("{0} answered something that is not what was asked for: {1}")]
+    Malformed(String, String),
+    #[error("{0} answered more than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge(String),
+    #[error("signing in at {0} failed: {1}")]
+    Auth(String, String),
+}
+
+fn transport_error(url: &str, error: &reqwest::Error) -> RemoteError {
+    if error.is_timeout() {
+        RemoteError::Timeout(url.to_string())
+    } else {
+        RemoteError::Unreachable(url.to_string(), error.to_string())
+    }
+}
+
+/// A granted access token and until when to use it.
+struct Token {
+    value: String,
+    renew_at: Instant,
+    scope: String,
+}
+
+/// One remote EHR's FHIR API.
+pub struct RemoteEhr {
+    base: String,
+    credentials: Credentials,
+    scope: String,
+    http: reqwest::Client,
+    token: Mutex<Option<Token>>,
+}
+
+impl RemoteEhr {
+    pub fn new(base: &str, credentials: Credentials, scope: &str) -> RemoteEhr {
+        crate::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            // A redirect could carry the token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Kiln/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("an HTTP client builds");
+        RemoteEhr {
+            base: base.trim_end_matches('/').to_string(),
+            credentials,
+            scope: scope.to_string(),
+            http,
+            token: Mutex::new(None),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `url` absolute, or relative to the FHIR base.
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}/{}", self.base, path.trim_start_matches('/'))
+        }
+    }
+
+    /// GETs JSON, with the body capped at [`MAX_RESPONSE_BYTES`].
+    async fn get_json(&self, url: &str, token: Option<&str>) -> Result<(u16, Value), RemoteError> {
+        let mut request = self.http.get(url).header("accept", "application/fhir+json, application/json");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await.map_err(|e| transport_error(url, &e))?;
+        let status = response.status().as_u16();
+        if response.content_length().is_some_and(|length| length as usize > MAX_RESPONSE_BYTES) {
+            return Err(RemoteError::TooLarge(url.to_string()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(url, &e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(RemoteError::TooLarge(url.to_string()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !(200..300).contains(&status) {
+            let text = String::from_utf8_lossy(&body);
+            return Err(RemoteError::Status { url: url.to_string(), status, body: text.chars().take(300).collect() });
+        }
+        let value =
+            serde_json::from_slice(&body).map_err(|e| RemoteError::Malformed(url.to_string(), e.to_string()))?;
+        Ok((status, value))
+    }
+
+    /// The remote's CapabilityStatement (`GET [base]/metadata`, which needs no token).
+    pub async fn capability_statement(&self) -> Result<Value, RemoteError> {
+        let url = self.url("metadata");
+        let (_, statement) = self.get_json(&url, None).await?;
+        if statement.get("resourceType").and_then(Value::as_str) != Some("CapabilityStatement") {
+            return Err(RemoteError::Malformed(url, "not a CapabilityStatement".into()));
+        }
+        Ok(statement)
+    }
+
+    /// The remote's token endpoint, from its SMART configuration.
+    pub async fn token_endpoint(&self) -> Result<String, RemoteError> {
+        let url = self.url(".well-known/smart-configuration");
+        let (_, configuration) = self.get_json(&url, None).await?;
+        configuration
+            .get("token_endpoint")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| RemoteError::Malformed(url, "no token_endpoint".into()))
+    }
+
+    /// A current access token (and the scope granted), fetched when there is none or it is
+    /// about to expire; `None` for an open server.
+    pub async fn access_token(&self) -> Result<Option<(String, String)>, RemoteError> {
+        if matches!(self.credentials, Credentials::None) {
+            return Ok(None);
+        }
+        if let Some(token) = self.token.lock().expect("token lock").as_ref()
+            && Instant::now() < token.renew_at
+        {
+            return Ok(Some((token.value.clone(), token.scope.clone())));
+        }
+        let token_url = self.token_endpoint().await?;
+        let fail = |message: String| RemoteError::Auth(token_url.clone(), message);
+        let uri = TokenUrl::new(token_url.clone()).map_err(|e| fail(e.to_string()))?;
+        // The closure owns its client: a future borrowing `self` would not be `Send` for every
+        // lifetime, as axum handlers need.
+        let client = self.http.clone();
+        let http = move |request: oauth2::HttpRequest| {
+            let client = client.clone();
+            async move {
+                let request = reqwest::Request::try_from(request)?;
+                let response = client.execute(request).await?;
+                let mut builder = http::Response::builder().status(response.status());
+                for (name, value) in response.headers() {
+                    builder = builder.header(name, value);
+                }
+                let body = response.bytes().await?;
+                Ok::<_, reqwest::Error>(builder.body(body.to_vec()).expect("a response with a valid status"))
+            }
+        };
+        let scopes = self.scope.split_whitespace().map(|s| Scope::new(s.to_string()));
+        let granted = match &self.credentials {
+            Credentials::None => unreachable!("handled above"),
+            Credentials::ClientSecret { client_id, secret } => {
+                let client = BasicClient::new(ClientId::new(client_id.clone()))
+                    .set_client_secret(ClientSecret::new(secret.clone()))
+                    .set_token_uri(uri);
+                client.exchange_client_credentials().add_scopes(scopes).request_async(&http).await
+            }
+            Credentials::BackendServices { client_id, private_key_pem, algorithm, key_id } => {
+                let assertion = sign_assertion(client_id, private_key_pem, *algorithm, key_id.as_deref(), &token_url)
+                    .map_err(fail)?;
+                let client = BasicClient::new(ClientId::new(client_id.clone())).set_token_uri(uri);
+                client
+                    .exchange_client_credentials()
+                    .add_scopes(scopes)
+                    .add_extra_param("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                    .add_extra_param("client_assertion", assertion)
+                    .request_async(&http)
+                    .await
+            }
+        };
+        let granted = granted.map_err(|e| fail(describe_token_error(&e)))?;
+        let lifetime = granted.expires_in().unwrap_or(Duration::from_secs(300));
+        let scope = granted
+            .scopes()
+            .map(|scopes| scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| self.scope.clone());
+        let value = granted.access_token().secret().clone();
+        *self.token.lock().expect("token lock") = Some(Token {
+            value: value.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
+            scope: scope.clone(),
+        });
+        Ok(Some((value, scope)))
+    }
+
+    /// GETs a FHIR path (or absolute URL) with the access token; on a 401 the token is fetched
+    /// again once (it may have been revoked or the remote restarted).
+    pub async fn get(&self, path: &str) -> Result<Value, RemoteError> {
+        let url = self.url(path);
+        let token = self.access_token().await?.map(|(token, _)| token);
+        match self.get_json(&url, token.as_deref()).await {
+            Err(RemoteError::Status { status: 401, .. }) if token.is_some() => {
+                *self.token.lock().expect("token lock") = None;
+                let token = self.access_token().await?.map(|(token, _)| token);
+                Ok(self.get_json(&url, token.as_deref()).await?.1)
+            }
+            other => Ok(other?.1),
+        }
+    }
+}
+
+/// The RFC 6749 error of a failed token request, in words.
+fn describe_token_error<RE: std::error::Error + 'static>(
+    error: &oauth2::RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
+) -> String {
+    match error {
+        oauth2::RequestTokenError::ServerResponse(response) => match response.error_description() {
+            Some(description) => format!("{}: {description}", response.error()),
+            None => response.error().to_string(),
+        },
+        oauth2::RequestTokenError::Request(e) => format!("the token request failed: {e}"),
+        oauth2::RequestTokenError::Parse(e, _) => format!("the token response is not valid: {e}"),
+        oauth2::RequestTokenError::Other(e) => e.clone(),
+    }
+}
+
+/// A client assertion (RFC 7523, SMART Backend Services): iss = sub = the client, aud = the
+/// token endpoint, a fresh jti, expiring in five minutes.
+pub fn sign_assertion(
+    client_id: &str,
+    private_key_pem: &str,
+    algorithm: jsonwebtoken::Algorithm,
+    key_id: Option<&str>,
+    token_url: &str,
+) -> Result<String, String> {
+    let key = encoding_key(private_key_pem, algorithm)?;
+    let mut header = jsonwebtoken::Header::new(algorithm);
+    header.kid = key_id.map(str::to_string);
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": token_url,
+        "jti": crate::auth::secrets::random_token(16), "iat": now, "exp": now + ASSERTION_LIFETIME_SECS,
+    });
+    jsonwebtoken::encode(&header, &claims, &key).map_err(|e| format!("the client assertion could not be signed: {e}"))
+}
+
+/// The signing key of a PEM private key for `algorithm` (RS384: RSA; ES384: P-384).
+pub fn encoding_key(
+    private_key_pem: &str,
+    algorithm: jsonwebtoken::Algorithm,
+) -> Result<jsonwebtoken::EncodingKey, String> {
+    match algorithm {
+        jsonwebtoken::Algorithm::RS384 => jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()),
+        jsonwebtoken::Algorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_pem(private_key_pem.as_bytes()),
+        other => return Err(format!("{other:?} is not offered; use RS384 or ES384")),
+    }
+    .map_err(|e| format!("the private key is not a {algorithm:?} key in PEM: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn assertions_name_the_client_and_the_token_endpoint_and_expire_in_five_minutes() {
+        use p384::pkcs8::{EncodePrivateKey, LineEnding};
+        let key = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        let token_url = "https://ehr.example/auth/token";
+        let jwt = sign_assertion("kiln-at-ehr", &pem, jsonwebtoken::Algorithm::ES384, Some("k1"), token_url).unwrap();
+        let part = |i: usize| -> Value {
+            let bytes =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').nth(i).unwrap()).unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        assert_eq!((part(0)["alg"].as_str(), part(0)["kid"].as_str()), (Some("ES384"), Some("k1")));
+        let claims = part(1);
+        assert_eq!((claims["iss"].as_str(), claims["sub"].as_str()), (Some("kiln-at-ehr"), Some("kiln-at-ehr")));
+        assert_eq!(claims["aud"], token_url);
+        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 300);
+        let again = sign_assertion("kiln-at-ehr", &pem, jsonwebtoken::Algorithm::ES384, None, token_url).unwrap();
+        assert_ne!(again, jwt, "each assertion has its own jti");
+    }
+
+    #[test]
+    fn keys_must_fit_the_algorithm() {
+        assert!(encoding_key("not a key", jsonwebtoken::Algorithm::RS384).is_err());
+        assert!(encoding_key("x", jsonwebtoken::Algorithm::HS256).unwrap_err().contains("RS384 or ES384"));
+    }
+
+    #[test]
+    fn credentials_never_print_their_secrets() {
+        let credentials = Credentials::ClientSecret { client_id: "c".into(), secret: "hunter2".into() };
+        assert!(!format!("{credentials:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,236 @@
+//! EHR linking (issue: EHR linking, docs/ehr.md): other EHRs' FHIR APIs, each registered as a
+//! FHIR `Endpoint` of the clinic (connectionType `hl7-fhir-rest`) with its credential kept
+//! apart and sealed (`ehr_connections`), and Kiln as their FHIR client (`client`). Built so far:
+//! `kiln ehr add|list|test`. Linking, pulling, pushing and sync are not built yet.
+
+use serde_json::{Value, json};
+
+use crate::access::TenantId;
+use crate::app::AppState;
+use crate::sensitive::EHR_SECRET_CONTEXT;
+use crate::store::EhrConnection;
+
+pub mod client;
+pub mod link;
+
+pub use client::{Credentials, RemoteEhr, RemoteError};
+
+/// How to sign in to a remote being registered.
+pub enum NewCredentials {
+    BackendServices {
+        client_id: String,
+        private_key_pem: String,
+        algorithm: jsonwebtoken::Algorithm,
+        key_id: Option<String>,
+    },
+    ClientSecret {
+        client_id: String,
+        secret: String,
+    },
+    None,
+}
+
+/// A remote EHR to register.
+pub struct NewRemote {
+    pub name: String,
+    /// The remote FHIR base URL.
+    pub address: String,
+    pub credentials: NewCredentials,
+    /// The scopes asked for (e.g. `system/*.rs`).
+    pub scope: String,
+    /// The Organization that runs the remote, as a reference (`Organization/…`).
+    pub managing_organization: Option<String>,
+}
+
+fn algorithm_name(algorithm: jsonwebtoken::Algorithm) -> &'static str {
+    match algorithm {
+        jsonwebtoken::Algorithm::ES384 => "ES384",
+        _ => "RS384",
+    }
+}
+
+/// Registers a remote: an Endpoint resource in the clinic, and its sealed credential. Answers
+/// the Endpoint's id.
+pub async fn add(state: &AppState, tenant: &TenantId, remote: NewRemote) -> Result<String, String> {
+    let address = reqwest::Url::parse(&remote.address).map_err(|e| format!("the address is not a URL: {e}"))?;
+    if !matches!(address.scheme(), "http" | "https") {
+        return Err("the address must be an http(s) FHIR base URL".into());
+    }
+    let sensitive = &state.sensitive;
+    let (auth, client_id, secret_sealed, algorithm, key_id) = match &remote.credentials {
+        NewCredentials::BackendServices { client_id, private_key_pem, algorithm, key_id } => {
+            client::encoding_key(private_key_pem, *algorithm)?;
+            let sealed = sensitive.seal_secret(private_key_pem, EHR_SECRET_CONTEXT);
+            let name = algorithm_name(*algorithm).to_string();
+            ("backend-services", Some(client_id.clone()), Some(sealed), Some(name), key_id.clone())
+        }
+        NewCredentials::ClientSecret { client_id, secret } => {
+            let sealed = sensitive.seal_secret(secret, EHR_SECRET_CONTEXT);
+            ("client-secret", Some(client_id.clone()), Some(sealed), None, None)
+        }
+        NewCredentials::None => ("none", None, None, None, None),
+    };
+    let mut endpoint = json!({
+        "resourceType": "Endpoint",
+        "status": "active",
+        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type", "code": "hl7-fhir-rest"},
+        "name": remote.name,
+        "payloadType": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/endpoint-payload-type", "code": "any"}]}],
+        "payloadMimeType": ["application/fhir+json"],
+        "address": address.as_str().trim_end_matches('/'),
+    });
+    if let Some(organization) = &remote.managing_organization {
+        endpoint["managingOrganization"] = json!({"reference": organization});
+    }
+    let definition = state.registry.resource("Endpoint").ok_or("Endpoint is not served")?;
+    let bytes = endpoint.to_string().into_bytes();
+    let (mut body, mut value) = crate::rest::parse_for_write(state, definition, &bytes).map_err(|e| e.to_string())?;
+    let id = crate::rest::new_id();
+    let mut transaction = state.store.begin(tenant).await.map_err(|e| e.to_string())?;
+    crate::rest::store_resource(
+        state,
+        &mut *transaction,
+        "Endpoint",
+        &id,
+        &mut body,
+        &mut value,
+        crate::rest::WriteMode::Create,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    transaction.commit().await.map_err(|e| e.to_string())?;
+    let connection = EhrConnection {
+        endpoint_id: id.clone(),
+        auth: auth.to_string(),
+        client_id,
+        secret_sealed,
+        algorithm,
+        key_id,
+        scope: remote.scope,
+        created_at: chrono::Utc::now().timestamp(),
+    };
+    state.store.put_ehr_connection(tenant, &connection).await.map_err(|e| e.to_string())?;
+    Ok(id)
+}
+
+/// A registered remote: its connection and its Endpoint resource.
+pub struct Registered {
+    pub connection: EhrConnection,
+    pub endpoint: Value,
+}
+
+impl Registered {
+    pub fn address(&self) -> &str {
+        self.endpoint.get("address").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.endpoint.get("name").and_then(Value::as_str).unwrap_or_default()
+    }
+}
+
+/// Every registered remote of the clinic.
+pub async fn list(state: &AppState, tenant: &TenantId) -> Result<Vec<Registered>, String> {
+    let mut registered = Vec::new();
+    for connection in state.store.ehr_connections(tenant).await.map_err(|e| e.to_string())? {
+        let record =
+            state.store.read_current(tenant, "Endpoint", &connection.endpoint_id).await.map_err(|e| e.to_string())?;
+        let Some(json) = record.filter(|r| !r.deleted).and_then(|r| r.json) else { continue };
+        let endpoint = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+        registered.push(Registered { connection, endpoint });
+    }
+    Ok(registered)
+}
+
+/// The client of a registered remote, its credential opened.
+pub async fn connect(
+    state: &AppState,
+    tenant: &TenantId,
+    endpoint_id: &str,
+) -> Result<(Registered, RemoteEhr), String> {
+    let registered = list(state, tenant)
+        .await?
+        .into_iter()
+        .find(|r| r.connection.endpoint_id == endpoint_id)
+        .ok_or_else(|| format!("no remote EHR is registered as Endpoint/{endpoint_id}"))?;
+    let connection = &registered.connection;
+    let secret = match &connection.secret_sealed {
+        Some(sealed) => Some(state.sensitive.open_secret(sealed, EHR_SECRET_CONTEXT).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let client_id = connection.client_id.clone().unwrap_or_default();
+    let credentials = match (connection.auth.as_str(), secret) {
+        ("backend-services", Some(private_key_pem)) => Credentials::BackendServices {
+            client_id,
+            private_key_pem,
+            algorithm: match connection.algorithm.as_deref() {
+                Some("ES384") => jsonwebtoken::Algorithm::ES384,
+                _ => jsonwebtoken::Algorithm::RS384,
+            },
+            key_id: connection.key_id.clone(),
+        },
+        ("client-secret", Some(secret)) => Credentials::ClientSecret { client_id, secret },
+        _ => Credentials::None,
+    };
+    let remote = RemoteEhr::new(registered.address(), credentials, &connection.scope);
+    Ok((registered, remote))
+}
+
+/// What `kiln ehr test` found, one line per check.
+#[derive(Debug, Default)]
+pub struct TestReport {
+    pub lines: Vec<String>,
+    pub passed: bool,
+}
+
+/// Checks a remote end to end: its CapabilityStatement (FHIR version, what it supports), its
+/// SMART configuration, a token, and a search with that token.
+pub async fn test(remote: &RemoteEhr) -> TestReport {
+    let mut report = TestReport { lines: Vec::new(), passed: true };
+    let fail = |report: &mut TestReport, line: String| {
+        report.lines.push(line);
+        report.passed = false;
+    };
+    match remote.capability_statement().await {
+        Ok(statement) => {
+            let resources =
+                statement.pointer("/rest/0/resource").and_then(Value::as_array).cloned().unwrap_or_default();
+            let supports = |type_name: &str, interaction: &str| {
+                resources.iter().any(|r| {
+                    r["type"] == type_name
+                        && r["interaction"].as_array().is_some_and(|i| i.iter().any(|i| i["code"] == interaction))
+                })
+            };
+            let everything =
+                resources.iter().any(|r| r["type"] == "Patient" && r["operation"].to_string().contains("everything"));
+            let transaction =
+                statement.pointer("/rest/0/interaction").is_some_and(|i| i.to_string().contains("transaction"));
+            report.lines.push(format!(
+                "metadata: FHIR {}, {} {}, {} resource types; Patient search {}, $everything {}, transaction {}",
+                statement["fhirVersion"].as_str().unwrap_or("?"),
+                statement.pointer("/software/name").and_then(Value::as_str).unwrap_or("unknown software"),
+                statement.pointer("/software/version").and_then(Value::as_str).unwrap_or(""),
+                resources.len(),
+                if supports("Patient", "search-type") { "yes" } else { "no" },
+                if everything { "yes" } else { "no" },
+                if transaction { "yes" } else { "no" },
+            ));
+        }
+        Err(e) => fail(&mut report, format!("metadata: FAILED: {e}")),
+    }
+    match remote.access_token().await {
+        Ok(Some((_, scope))) => report.lines.push(format!("token: granted \"{scope}\"")),
+        Ok(None) => report.lines.push("token: none needed (no credential registered)".into()),
+        Err(e) => fail(&mut report, format!("token: FAILED: {e}")),
+    }
+    if report.passed {
+        match remote.get("Patient?_count=1&_total=accurate").await {
+            Ok(bundle) => report.lines.push(format!(
+                "search: Patient answered ({} patients)",
+                bundle.get("total").map_or("?".to_string(), Value::to_string)
+            )),
+            Err(e) => fail(&mut report, format!("search: FAILED: {e}")),
+        }
+    }
+    report
+}

@@ -1,0 +1,335 @@
+//! EHR linking, first part (issue: EHR linking, items 1, 2 and 7 in part): a remote EHR (a
+//! second, real Kiln server process with its own database and its own SMART authorization
+//! server) is registered as an Endpoint with a sealed credential; `kiln ehr test` reads its
+//! CapabilityStatement and SMART configuration, gets a token by SMART Backend Services (an
+//! ES384-signed assertion through the oauth2 crate) and searches with it. Wrong keys and
+//! unreachable remotes are reported, not hidden.
+
+use p384::pkcs8::{EncodePrivateKey, LineEnding};
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+
+use crate::helpers::{TestApp, free_port, kiln_cli};
+
+/// The remote EHR: `kiln serve` on its own SQLite database.
+struct RemoteKiln {
+    child: std::process::Child,
+    base: String,
+    database_url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for RemoteKiln {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RemoteKiln {
+    async fn start() -> RemoteKiln {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = format!("sqlite://{}/remote.db", dir.path().display());
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("serve")
+            .env("KILN_DATABASE_URL", &database_url)
+            .env("KILN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KILN_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the remote starts");
+        let remote = RemoteKiln { child, base: format!("http://127.0.0.1:{port}/fhir"), database_url, dir };
+        for _ in 0..200 {
+            if reqwest::get(format!("http://127.0.0.1:{port}/health")).await.is_ok_and(|r| r.status().is_success()) {
+                return remote;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the remote did not become healthy");
+    }
+
+    fn kiln(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .env("KILN_DATABASE_URL", &self.database_url)
+            .env("KILN_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "remote kiln {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Registers Kiln (the local server) as a backend-services client with this public key.
+    fn register_backend(&self, jwks: &Value) -> String {
+        let file = self.dir.path().join(format!("jwks-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&file, jwks.to_string()).unwrap();
+        let printed = self.kiln(&[
+            "client",
+            "register",
+            "--name",
+            "the local clinic",
+            "--kind",
+            "confidential-asymmetric",
+            "--scope",
+            "system/*.rs",
+            "--jwks-file",
+            file.to_str().unwrap(),
+            "--shell",
+        ]);
+        let line = printed.lines().find(|l| l.starts_with("KILN_CLIENT_ID=")).expect("a client id");
+        line.trim_start_matches("KILN_CLIENT_ID=").trim_matches('\'').to_string()
+    }
+}
+
+/// A P-384 key pair: the private key as PKCS#8 PEM, the public one as a JWK Set.
+fn es384_key_pair(kid: &str) -> (String, Value) {
+    use base64::Engine;
+    let key = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let point = key.verifying_key().to_encoded_point(false);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk = json!({"kty": "EC", "crv": "P-384", "kid": kid, "alg": "ES384", "use": "sig",
+        "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())});
+    (key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(), json!({"keys": [jwk]}))
+}
+
+fn add_remote(
+    app: &TestApp,
+    dir: &std::path::Path,
+    base: &str,
+    client_id: &str,
+    private_pem: &str,
+) -> std::process::Output {
+    let key_file = dir.join(format!("{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&key_file, private_pem).unwrap();
+    kiln_cli(
+        app,
+        &[
+            "ehr",
+            "add",
+            "--name",
+            "County Hospital",
+            "--address",
+            base,
+            "--auth",
+            "backend-services",
+            "--client-id",
+            client_id,
+            "--private-key-file",
+            key_file.to_str().unwrap(),
+            "--algorithm",
+            "ES384",
+            "--key-id",
+            "kiln-1",
+            "--scope",
+            "system/*.rs",
+        ],
+        &[],
+    )
+}
+
+async fn a_remote_ehr_is_registered_and_tested_end_to_end(app: TestApp) {
+    let remote = RemoteKiln::start().await;
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "name": [{"family": "Remote"}]}, "request": {"method": "POST", "url": "Patient"}}]});
+    let bundle_file = remote.dir.path().join("bundle.json");
+    std::fs::write(&bundle_file, bundle.to_string()).unwrap();
+    remote.kiln(&[
+        "import",
+        "--quiet",
+        "--journal",
+        remote.dir.path().join("j").to_str().unwrap(),
+        bundle_file.to_str().unwrap(),
+    ]);
+
+    let (private_pem, jwks) = es384_key_pair("kiln-1");
+    let client_id = remote.register_backend(&jwks);
+    let work = tempfile::tempdir().unwrap();
+    let added = add_remote(&app, work.path(), &remote.base, &client_id, &private_pem);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let endpoint_id = String::from_utf8(added.stdout).unwrap().trim().to_string();
+
+    // The remote is an Endpoint of the clinic, readable and searchable like any resource.
+    let endpoint: Value = app.get(&format!("Endpoint/{endpoint_id}")).await.json().await.unwrap();
+    assert_eq!(endpoint["address"], remote.base.as_str());
+    assert_eq!(endpoint["connectionType"]["code"], "hl7-fhir-rest");
+    assert!(!endpoint.to_string().contains("PRIVATE"), "the credential is not in the resource");
+    let listed = String::from_utf8(kiln_cli(&app, &["ehr", "list"], &[]).stdout).unwrap();
+    assert!(listed.contains(&format!("Endpoint/{endpoint_id}\tCounty Hospital\t{}", remote.base)), "{listed}");
+    assert!(listed.contains(&format!("backend-services {client_id}")), "{listed}");
+
+    // `kiln ehr test`: metadata, SMART configuration, a token by signed assertion, a search.
+    let tested = kiln_cli(&app, &["ehr", "test", &endpoint_id], &[]);
+    let report = String::from_utf8_lossy(&tested.stdout).into_owned();
+    assert!(tested.status.success(), "{report} {}", String::from_utf8_lossy(&tested.stderr));
+    assert!(report.contains("metadata: FHIR 4.0.1, Kiln"), "{report}");
+    assert!(report.contains("Patient search yes, $everything yes, transaction yes"), "{report}");
+    assert!(report.contains("token: granted \"system/*.rs\""), "{report}");
+    assert!(report.contains("search: Patient answered (1 patients)"), "{report}");
+
+    // The private key is sealed in the local database, never in clear.
+    let contents = crate::sensitive::database_contents(&app).await;
+    assert!(!contents.contains("BEGIN PRIVATE KEY") && !contents.contains(&crate::sensitive::hex("BEGIN PRIVATE KEY")));
+
+    // A key the remote does not know: the token step fails and says so.
+    let (stranger_pem, _) = es384_key_pair("kiln-1");
+    let wrong = add_remote(&app, work.path(), &remote.base, &client_id, &stranger_pem);
+    let wrong_id = String::from_utf8(wrong.stdout).unwrap().trim().to_string();
+    let tested = kiln_cli(&app, &["ehr", "test", &wrong_id], &[]);
+    let report = String::from_utf8_lossy(&tested.stdout).into_owned();
+    assert!(!tested.status.success());
+    assert!(report.contains("token: FAILED: signing in at") && report.contains("invalid_client"), "{report}");
+
+    // A remote that is not there.
+    let port = free_port();
+    let nowhere = kiln_cli(
+        &app,
+        &["ehr", "add", "--name", "Gone", "--address", &format!("http://127.0.0.1:{port}/fhir"), "--auth", "none"],
+        &[],
+    );
+    let nowhere_id = String::from_utf8(nowhere.stdout).unwrap().trim().to_string();
+    let tested = kiln_cli(&app, &["ehr", "test", &nowhere_id], &[]);
+    let report = String::from_utf8_lossy(&tested.stdout).into_owned();
+    assert!(!tested.status.success());
+    assert!(report.contains("metadata: FAILED:") && report.contains("cannot be reached"), "{report}");
+
+    // Bad registrations are refused before anything is stored.
+    let refused = kiln_cli(&app, &["ehr", "add", "--name", "X", "--address", "ftp://x", "--auth", "none"], &[]);
+    assert!(!refused.status.success());
+    let key_file = work.path().join("garbage.pem");
+    std::fs::write(&key_file, "not a key").unwrap();
+    let refused = kiln_cli(
+        &app,
+        &[
+            "ehr",
+            "add",
+            "--name",
+            "X",
+            "--address",
+            &remote.base,
+            "--client-id",
+            "c",
+            "--private-key-file",
+            key_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not a RS384 key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let endpoints: Value = app.get("Endpoint").await.json().await.unwrap();
+    assert_eq!(endpoints["total"], 3, "{endpoints}");
+}
+
+/// A remote holding `patients`, registered in `app` with a working backend-services key.
+async fn registered_remote(app: &TestApp, patients: Vec<Value>) -> (RemoteKiln, String, tempfile::TempDir) {
+    let remote = RemoteKiln::start().await;
+    let entries: Vec<Value> =
+        patients.into_iter().map(|p| json!({"resource": p, "request": {"method": "POST", "url": "Patient"}})).collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let bundle_file = remote.dir.path().join("bundle.json");
+    std::fs::write(&bundle_file, bundle.to_string()).unwrap();
+    remote.kiln(&[
+        "import",
+        "--quiet",
+        "--journal",
+        remote.dir.path().join("j").to_str().unwrap(),
+        bundle_file.to_str().unwrap(),
+    ]);
+    let (private_pem, jwks) = es384_key_pair("kiln-1");
+    let client_id = remote.register_backend(&jwks);
+    let work = tempfile::tempdir().unwrap();
+    let added = add_remote(app, work.path(), &remote.base, &client_id, &private_pem);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let endpoint_id = String::from_utf8(added.stdout).unwrap().trim().to_string();
+    (remote, endpoint_id, work)
+}
+
+fn param<'a>(parameters: &'a Value, name: &str) -> Option<&'a Value> {
+    parameters["parameter"].as_array()?.iter().find(|p| p["name"] == name)
+}
+
+async fn link(app: &TestApp, patient: &str, parameters: Value) -> reqwest::Response {
+    app.post(&format!("Patient/{patient}/$ehr-link"), &json!({"resourceType": "Parameters", "parameter": parameters}))
+        .await
+}
+
+async fn patients_are_linked_only_to_an_unambiguous_remote_match(app: TestApp) {
+    let person = |family: &str, given: &str, born: &str, gender: &str| json!({"resourceType": "Patient", "name": [{"family": family, "given": [given]}], "birthDate": born, "gender": gender});
+    let mut remote_alpha = person("Alpha", "Ann", "1980-01-01", "female");
+    remote_alpha["identifier"] = json!([{"system": "urn:county:mrn", "value": "C-100"}]);
+    let twin = person("Twin", "Tom", "1990-02-02", "male");
+    let (remote, endpoint, _work) =
+        registered_remote(&app, vec![remote_alpha, twin.clone(), twin, person("Alpha", "Bea", "1980-01-01", "female")])
+            .await;
+    let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
+
+    // Demographics: Ann Alpha matches one remote record (Bea Alpha is ruled out by her name).
+    let ann = app.create(&person("Alpha", "Ann", "1980-01-01", "female")).await;
+    let linked = link(&app, &ann, json!([endpoint_param])).await;
+    assert_eq!(linked.status(), reqwest::StatusCode::OK);
+    let answer: Value = linked.json().await.unwrap();
+    assert_eq!(param(&answer, "outcome").unwrap()["valueCode"], "linked", "{answer}");
+    let remote_reference =
+        param(&answer, "linked").unwrap()["valueReference"]["reference"].as_str().unwrap().to_string();
+    assert!(remote_reference.starts_with(&format!("{}/Patient/", remote.base)), "{remote_reference}");
+    let remote_id = remote_reference.rsplit('/').next().unwrap().to_string();
+    let stored: Value = app.get(&format!("Patient/{ann}")).await.json().await.unwrap();
+    assert_eq!(stored["meta"]["versionId"], "2");
+    assert_eq!(stored["link"][0]["other"]["reference"], remote_reference.as_str());
+    assert_eq!(stored["link"][0]["type"], "seealso");
+    let by_remote =
+        stored["identifier"].as_array().unwrap().iter().find(|i| i["system"] == format!("{}/Patient", remote.base));
+    assert_eq!(by_remote.unwrap()["value"], remote_id.as_str());
+    // The remote identity is searchable locally.
+    let found: Value =
+        app.get(&format!("Patient?identifier={}/Patient|{remote_id}", remote.base)).await.json().await.unwrap();
+    assert_eq!(found["total"], 1);
+
+    // Again: already linked, no new version.
+    let again: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
+    assert_eq!(param(&again, "outcome").unwrap()["valueCode"], "already-linked");
+    let stored: Value = app.get(&format!("Patient/{ann}")).await.json().await.unwrap();
+    assert_eq!(stored["meta"]["versionId"], "2");
+
+    // Two equally good candidates: the candidates are answered and nothing is linked.
+    let tom = app.create(&person("Twin", "Tom", "1990-02-02", "male")).await;
+    let ambiguous: Value = link(&app, &tom, json!([endpoint_param])).await.json().await.unwrap();
+    assert_eq!(param(&ambiguous, "outcome").unwrap()["valueCode"], "ambiguous", "{ambiguous}");
+    let candidates = ambiguous["parameter"].as_array().unwrap().iter().filter(|p| p["name"] == "candidate").count();
+    assert_eq!(candidates, 2);
+    let stored: Value = app.get(&format!("Patient/{tom}")).await.json().await.unwrap();
+    assert!(stored.get("link").is_none() && stored["meta"]["versionId"] == "1");
+
+    // Nobody there.
+    let zed = app.create(&person("Zed", "Zoe", "2000-01-01", "female")).await;
+    let none: Value = link(&app, &zed, json!([endpoint_param])).await.json().await.unwrap();
+    assert_eq!(param(&none, "outcome").unwrap()["valueCode"], "not-found");
+
+    // By the remote's identifier, whatever the demographics say.
+    let other = app.create(&person("Renamed", "Ann", "1980-01-01", "female")).await;
+    let by_id = json!({"name": "identifier", "valueIdentifier": {"system": "urn:county:mrn", "value": "C-100"}});
+    let linked: Value = link(&app, &other, json!([endpoint_param, by_id])).await.json().await.unwrap();
+    assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked", "{linked}");
+    assert_eq!(param(&linked, "linked").unwrap()["valueReference"]["reference"], remote_reference.as_str());
+
+    // Refusals: no endpoint, an unknown endpoint, a remote that went away (502, nothing linked).
+    let missing = link(&app, &zed, json!([{"name": "identifier", "valueIdentifier": {"value": "C-100"}}])).await;
+    assert_eq!(missing.status(), reqwest::StatusCode::BAD_REQUEST);
+    let unknown = json!({"name": "endpoint", "valueReference": {"reference": "Endpoint/nope"}});
+    assert_eq!(link(&app, &zed, json!([unknown])).await.status(), reqwest::StatusCode::NOT_FOUND);
+    drop(remote);
+    let gone = link(&app, &tom, json!([endpoint_param])).await;
+    assert_eq!(gone.status(), reqwest::StatusCode::BAD_GATEWAY);
+    let outcome: Value = gone.json().await.unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert!(outcome.to_string().contains("cannot be reached"), "{outcome}");
+}
+
+crate::on_both_backends!(
+    a_remote_ehr_is_registered_and_tested_end_to_end,
+    patients_are_linked_only_to_an_unambiguous_remote_match,
+);
