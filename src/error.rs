@@ -23,6 +23,14 @@ impl Issue {
         Issue { severity: Severity::Error, code, diagnostics: diagnostics.into(), expression: Vec::new() }
     }
 
+    pub fn warning(code: IssueType, diagnostics: impl Into<String>) -> Self {
+        Issue { severity: Severity::Warning, code, diagnostics: diagnostics.into(), expression: Vec::new() }
+    }
+
+    pub fn information(code: IssueType, diagnostics: impl Into<String>) -> Self {
+        Issue { severity: Severity::Information, code, diagnostics: diagnostics.into(), expression: Vec::new() }
+    }
+
     pub fn at(mut self, expression: impl Into<String>) -> Self {
         self.expression.push(expression.into());
         self

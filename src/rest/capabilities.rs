@@ -61,6 +61,11 @@ fn operations(resource: &ResourceType) -> Vec<Value> {
             "definition": "https://kiln.example.org/fhir/OperationDefinition/Patient-ehr-link",
             "documentation": "Link the patient to their record at a registered remote EHR (docs/ehr.md)"
         }));
+        operations.push(json!({
+            "name": "ehr-pull",
+            "definition": "https://kiln.example.org/fhir/OperationDefinition/Patient-ehr-pull",
+            "documentation": "Import the linked remote record, atomically, without duplicates (docs/ehr.md)"
+        }));
     }
     if super::signature::SIGNABLE.contains(&resource.name.as_str()) {
         for name in ["sign", "amend", "verify-signature"] {

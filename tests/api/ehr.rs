@@ -227,18 +227,17 @@ async fn a_remote_ehr_is_registered_and_tested_end_to_end(app: TestApp) {
 /// A remote holding `patients`, registered in `app` with a working backend-services key.
 async fn registered_remote(app: &TestApp, patients: Vec<Value>) -> (RemoteKiln, String, tempfile::TempDir) {
     let remote = RemoteKiln::start().await;
-    let entries: Vec<Value> =
-        patients.into_iter().map(|p| json!({"resource": p, "request": {"method": "POST", "url": "Patient"}})).collect();
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let bundle_file = remote.dir.path().join("bundle.json");
-    std::fs::write(&bundle_file, bundle.to_string()).unwrap();
-    remote.kiln(&[
-        "import",
-        "--quiet",
-        "--journal",
-        remote.dir.path().join("j").to_str().unwrap(),
-        bundle_file.to_str().unwrap(),
-    ]);
+    if !patients.is_empty() {
+        let entries: Vec<Value> = patients
+            .into_iter()
+            .map(|p| json!({"resource": p, "request": {"method": "POST", "url": "Patient"}}))
+            .collect();
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        let bundle_file = remote.dir.path().join("bundle.json");
+        std::fs::write(&bundle_file, bundle.to_string()).unwrap();
+        let journal = remote.dir.path().join("j");
+        remote.kiln(&["import", "--quiet", "--journal", journal.to_str().unwrap(), bundle_file.to_str().unwrap()]);
+    }
     let (private_pem, jwks) = es384_key_pair("kiln-1");
     let client_id = remote.register_backend(&jwks);
     let work = tempfile::tempdir().unwrap();
@@ -329,7 +328,117 @@ async fn patients_are_linked_only_to_an_unambiguous_remote_match(app: TestApp) {
     assert!(outcome.to_string().contains("cannot be reached"), "{outcome}");
 }
 
+/// A transaction of PUTs (client-assigned ids) imported into the remote.
+fn remote_put(remote: &RemoteKiln, resources: &[Value]) {
+    let entries: Vec<Value> = resources
+        .iter()
+        .map(|r| {
+            let url = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            json!({"resource": r, "request": {"method": "PUT", "url": url}})
+        })
+        .collect();
+    let file = remote.dir.path().join(format!("{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}).to_string())
+        .unwrap();
+    let journal = remote.dir.path().join(format!("{}.journal", uuid::Uuid::new_v4()));
+    remote.kiln(&["import", "--quiet", "--journal", journal.to_str().unwrap(), file.to_str().unwrap()]);
+}
+
+fn heart_rate(id: &str, value: u32) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": "Patient/rp1"}, "encounter": {"reference": "Encounter/re1"},
+        "effectiveDateTime": "2025-01-01T10:00:00Z",
+        "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}})
+}
+
+async fn pull(app: &TestApp, patient: &str) -> reqwest::Response {
+    app.post(
+        &format!("Patient/{patient}/$ehr-pull"),
+        &json!({"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "all"}]}),
+    )
+    .await
+}
+
+fn summary(outcome: &Value) -> String {
+    outcome["issue"][0]["diagnostics"].as_str().unwrap().to_string()
+}
+
+async fn a_linked_record_is_pulled_atomically_and_again_without_duplicates(app: TestApp) {
+    let (remote, endpoint, _work) = registered_remote(&app, vec![]).await;
+    remote_put(
+        &remote,
+        &[
+            json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
+            json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": "Patient/rp1"}, "period": {"start": "2025-01-01T09:00:00Z", "end": "2025-01-01T11:00:00Z"}}),
+            heart_rate("ro1", 72),
+            heart_rate("ro2", 80),
+            json!({"resourceType": "Condition", "id": "rc1", "code": {"text": "asthma"}, "subject": {"reference": "Patient/rp1"}}),
+        ],
+    );
+    let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
+
+    // Not linked yet: refused, nothing written.
+    let refused = pull(&app, &ann).await;
+    assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
+    let linked: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
+    assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked", "{linked}");
+
+    let first = pull(&app, &ann).await;
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    let outcome: Value = first.json().await.unwrap();
+    assert!(summary(&outcome).contains("4 created, 0 updated, 0 unchanged, 0 not stored"), "{outcome}");
+
+    // The record is local now: references point at the local copies, each names its source.
+    let observations: Value =
+        app.get(&format!("Observation?subject=Patient/{ann}&_count=10")).await.json().await.unwrap();
+    assert_eq!(observations["total"], 2, "{observations}");
+    let encounters: Value = app.get(&format!("Encounter?subject=Patient/{ann}")).await.json().await.unwrap();
+    let encounter_id = encounters["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    for entry in observations["entry"].as_array().unwrap() {
+        let observation = &entry["resource"];
+        assert_eq!(observation["encounter"]["reference"], format!("Encounter/{encounter_id}"));
+        let source = observation["meta"]["source"].as_str().unwrap();
+        assert!(source.starts_with(&format!("{}/Observation/ro", remote.base)), "{source}");
+    }
+    let conditions: Value = app.get(&format!("Condition?subject=Patient/{ann}")).await.json().await.unwrap();
+    assert_eq!(conditions["total"], 1);
+    let provenances: Value = app.get("Provenance").await.json().await.unwrap();
+    assert_eq!(provenances["total"], 1);
+    assert!(provenances.to_string().contains("pulled from County Hospital"), "{provenances}");
+    assert_eq!(provenances["entry"][0]["resource"]["target"].as_array().unwrap().len(), 4);
+
+    // Again: nothing changed, nothing written, no duplicates.
+    let again: Value = pull(&app, &ann).await.json().await.unwrap();
+    assert!(summary(&again).contains("0 created, 0 updated, 4 unchanged"), "{again}");
+    let observations: Value = app.get(&format!("Observation?subject=Patient/{ann}")).await.json().await.unwrap();
+    assert_eq!(observations["total"], 2);
+    let provenances: Value = app.get("Provenance").await.json().await.unwrap();
+    assert_eq!(provenances["total"], 1);
+
+    // A change at the remote is an update here.
+    remote_put(&remote, &[heart_rate("ro1", 90)]);
+    let third: Value = pull(&app, &ann).await.json().await.unwrap();
+    assert!(summary(&third).contains("0 created, 1 updated, 3 unchanged"), "{third}");
+    let updated: Value =
+        app.get(&format!("Observation?subject=Patient/{ann}&value-quantity=90")).await.json().await.unwrap();
+    assert_eq!(updated["total"], 1);
+    assert_eq!(updated["entry"][0]["resource"]["meta"]["versionId"], "2");
+
+    // The remote gone: 502, and the local record is as it was.
+    drop(remote);
+    let gone = pull(&app, &ann).await;
+    assert_eq!(gone.status(), reqwest::StatusCode::BAD_GATEWAY);
+    let observations: Value = app.get(&format!("Observation?subject=Patient/{ann}")).await.json().await.unwrap();
+    assert_eq!(observations["total"], 2);
+}
+
 crate::on_both_backends!(
     a_remote_ehr_is_registered_and_tested_end_to_end,
     patients_are_linked_only_to_an_unambiguous_remote_match,
+    a_linked_record_is_pulled_atomically_and_again_without_duplicates,
 );
