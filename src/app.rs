@@ -210,6 +210,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/{type}/{id}/$retention", get(rest::retention::retention_of_patient))
         .route("/{type}/{id}/$ehr-link", axum::routing::post(crate::ehr::link::ehr_link))
         .route("/{type}/{id}/$ehr-pull", axum::routing::post(crate::ehr::pull::ehr_pull))
+        .route("/{type}/{id}/$ehr-push", axum::routing::post(crate::ehr::push::ehr_push))
         .route("/{type}/{id}/$sign", axum::routing::post(rest::signature::sign))
         .route("/{type}/{id}/$amend", axum::routing::post(rest::signature::amend))
         .route(

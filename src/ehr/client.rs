@@ -126,7 +126,21 @@ impl RemoteEhr {
 
     /// GETs JSON, with the body capped at [`MAX_RESPONSE_BYTES`].
     async fn get_json(&self, url: &str, token: Option<&str>) -> Result<(u16, Value), RemoteError> {
-        let mut request = self.http.get(url).header("accept", "application/fhir+json, application/json");
+        self.send_json(url, token, None).await
+    }
+
+    /// GETs, or POSTs `body` (FHIR JSON), and reads a JSON answer capped at [`MAX_RESPONSE_BYTES`].
+    async fn send_json(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), RemoteError> {
+        let mut request = match body {
+            Some(body) => self.http.post(url).header("content-type", "application/fhir+json").body(body.to_string()),
+            None => self.http.get(url),
+        }
+        .header("accept", "application/fhir+json, application/json");
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -242,13 +256,22 @@ impl RemoteEhr {
     /// GETs a FHIR path (or absolute URL) with the access token; on a 401 the token is fetched
     /// again once (it may have been revoked or the remote restarted).
     pub async fn get(&self, path: &str) -> Result<Value, RemoteError> {
-        let url = self.url(path);
+        self.call(path, None).await
+    }
+
+    /// POSTs a resource (e.g. a transaction Bundle to the base, path ""), as [`get`](Self::get).
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, RemoteError> {
+        self.call(path, Some(body)).await
+    }
+
+    async fn call(&self, path: &str, body: Option<&Value>) -> Result<Value, RemoteError> {
+        let url = if path.is_empty() { self.base.clone() } else { self.url(path) };
         let token = self.access_token().await?.map(|(token, _)| token);
-        match self.get_json(&url, token.as_deref()).await {
+        match self.send_json(&url, token.as_deref(), body).await {
             Err(RemoteError::Status { status: 401, .. }) if token.is_some() => {
                 *self.token.lock().expect("token lock") = None;
                 let token = self.access_token().await?.map(|(token, _)| token);
-                Ok(self.get_json(&url, token.as_deref()).await?.1)
+                Ok(self.send_json(&url, token.as_deref(), body).await?.1)
             }
             other => Ok(other?.1),
         }

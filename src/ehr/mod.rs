@@ -1,8 +1,8 @@
 //! EHR linking (issue: EHR linking, docs/ehr.md): other EHRs' FHIR APIs, each registered as a
 //! FHIR `Endpoint` of the clinic (connectionType `hl7-fhir-rest`) with its credential kept
 //! apart and sealed (`ehr_connections`), and Kiln as their FHIR client (`client`). Built so far:
-//! `kiln ehr add|list|test`, `$ehr-link` (`link`), `$ehr-pull` (`pull`). Pushing and background
-//! sync are not built yet.
+//! `kiln ehr add|list|test`, `$ehr-link` (`link`), `$ehr-pull` (`pull`), `$ehr-push` (`push`).
+//! Background sync is not built yet.
 
 use serde_json::{Value, json};
 
@@ -14,6 +14,7 @@ use crate::store::EhrConnection;
 pub mod client;
 pub mod link;
 pub mod pull;
+pub mod push;
 
 pub use client::{Credentials, RemoteEhr, RemoteError};
 

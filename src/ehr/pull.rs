@@ -23,7 +23,7 @@ use crate::rest::{FhirBody, WriteMode, integrity, live, logical_id, resource_typ
 /// Most pages followed in one pull.
 const MAX_PAGES: usize = 200;
 /// Types searched one by one when the remote has no `$everything`.
-const COMPARTMENT_TYPES: [&str; 10] = [
+pub const COMPARTMENT_TYPES: [&str; 10] = [
     "Encounter",
     "Observation",
     "Condition",

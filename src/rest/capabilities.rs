@@ -66,6 +66,11 @@ fn operations(resource: &ResourceType) -> Vec<Value> {
             "definition": "https://kiln.example.org/fhir/OperationDefinition/Patient-ehr-pull",
             "documentation": "Import the linked remote record, atomically, without duplicates (docs/ehr.md)"
         }));
+        operations.push(json!({
+            "name": "ehr-push",
+            "definition": "https://kiln.example.org/fhir/OperationDefinition/Patient-ehr-push",
+            "documentation": "Send the local record to a remote EHR as one transaction; a repeat creates nothing twice (docs/ehr.md)"
+        }));
     }
     if super::signature::SIGNABLE.contains(&resource.name.as_str()) {
         for name in ["sign", "amend", "verify-signature"] {

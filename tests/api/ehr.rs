@@ -72,7 +72,7 @@ impl RemoteKiln {
             "--kind",
             "confidential-asymmetric",
             "--scope",
-            "system/*.rs",
+            "system/*.cruds",
             "--jwks-file",
             file.to_str().unwrap(),
             "--shell",
@@ -99,6 +99,7 @@ fn add_remote(
     base: &str,
     client_id: &str,
     private_pem: &str,
+    scope: &str,
 ) -> std::process::Output {
     let key_file = dir.join(format!("{}.pem", uuid::Uuid::new_v4()));
     std::fs::write(&key_file, private_pem).unwrap();
@@ -122,7 +123,7 @@ fn add_remote(
             "--key-id",
             "kiln-1",
             "--scope",
-            "system/*.rs",
+            scope,
         ],
         &[],
     )
@@ -145,7 +146,7 @@ async fn a_remote_ehr_is_registered_and_tested_end_to_end(app: TestApp) {
     let (private_pem, jwks) = es384_key_pair("kiln-1");
     let client_id = remote.register_backend(&jwks);
     let work = tempfile::tempdir().unwrap();
-    let added = add_remote(&app, work.path(), &remote.base, &client_id, &private_pem);
+    let added = add_remote(&app, work.path(), &remote.base, &client_id, &private_pem, "system/*.rs");
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let endpoint_id = String::from_utf8(added.stdout).unwrap().trim().to_string();
 
@@ -173,7 +174,7 @@ async fn a_remote_ehr_is_registered_and_tested_end_to_end(app: TestApp) {
 
     // A key the remote does not know: the token step fails and says so.
     let (stranger_pem, _) = es384_key_pair("kiln-1");
-    let wrong = add_remote(&app, work.path(), &remote.base, &client_id, &stranger_pem);
+    let wrong = add_remote(&app, work.path(), &remote.base, &client_id, &stranger_pem, "system/*.rs");
     let wrong_id = String::from_utf8(wrong.stdout).unwrap().trim().to_string();
     let tested = kiln_cli(&app, &["ehr", "test", &wrong_id], &[]);
     let report = String::from_utf8_lossy(&tested.stdout).into_owned();
@@ -225,7 +226,11 @@ async fn a_remote_ehr_is_registered_and_tested_end_to_end(app: TestApp) {
 }
 
 /// A remote holding `patients`, registered in `app` with a working backend-services key.
-async fn registered_remote(app: &TestApp, patients: Vec<Value>) -> (RemoteKiln, String, tempfile::TempDir) {
+async fn registered_remote(
+    app: &TestApp,
+    patients: Vec<Value>,
+    scope: &str,
+) -> (RemoteKiln, String, tempfile::TempDir) {
     let remote = RemoteKiln::start().await;
     if !patients.is_empty() {
         let entries: Vec<Value> = patients
@@ -241,7 +246,7 @@ async fn registered_remote(app: &TestApp, patients: Vec<Value>) -> (RemoteKiln, 
     let (private_pem, jwks) = es384_key_pair("kiln-1");
     let client_id = remote.register_backend(&jwks);
     let work = tempfile::tempdir().unwrap();
-    let added = add_remote(app, work.path(), &remote.base, &client_id, &private_pem);
+    let added = add_remote(app, work.path(), &remote.base, &client_id, &private_pem, scope);
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let endpoint_id = String::from_utf8(added.stdout).unwrap().trim().to_string();
     (remote, endpoint_id, work)
@@ -261,9 +266,12 @@ async fn patients_are_linked_only_to_an_unambiguous_remote_match(app: TestApp) {
     let mut remote_alpha = person("Alpha", "Ann", "1980-01-01", "female");
     remote_alpha["identifier"] = json!([{"system": "urn:county:mrn", "value": "C-100"}]);
     let twin = person("Twin", "Tom", "1990-02-02", "male");
-    let (remote, endpoint, _work) =
-        registered_remote(&app, vec![remote_alpha, twin.clone(), twin, person("Alpha", "Bea", "1980-01-01", "female")])
-            .await;
+    let (remote, endpoint, _work) = registered_remote(
+        &app,
+        vec![remote_alpha, twin.clone(), twin, person("Alpha", "Bea", "1980-01-01", "female")],
+        "system/*.rs",
+    )
+    .await;
     let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
 
     // Demographics: Ann Alpha matches one remote record (Bea Alpha is ruled out by her name).
@@ -366,7 +374,7 @@ fn summary(outcome: &Value) -> String {
 }
 
 async fn a_linked_record_is_pulled_atomically_and_again_without_duplicates(app: TestApp) {
-    let (remote, endpoint, _work) = registered_remote(&app, vec![]).await;
+    let (remote, endpoint, _work) = registered_remote(&app, vec![], "system/*.rs").await;
     remote_put(
         &remote,
         &[
@@ -437,8 +445,111 @@ async fn a_linked_record_is_pulled_atomically_and_again_without_duplicates(app: 
     assert_eq!(observations["total"], 2);
 }
 
+/// A client of the remote's FHIR API with a system token of its own (to see what arrived).
+async fn remote_reader(remote: &RemoteKiln) -> reqwest::Client {
+    let printed = remote.kiln(&[
+        "client",
+        "register",
+        "--name",
+        "test reader",
+        "--kind",
+        "confidential-symmetric",
+        "--scope",
+        "system/*.rs",
+        "--shell",
+    ]);
+    let value = |name: &str| {
+        let line = printed.lines().find(|l| l.starts_with(&format!("{name}="))).unwrap();
+        line.split_once('=').unwrap().1.trim_matches('\'').to_string()
+    };
+    let token: Value = reqwest::Client::new()
+        .post(remote.base.replace("/fhir", "/auth/token"))
+        .basic_auth(value("KILN_CLIENT_ID"), Some(value("KILN_CLIENT_SECRET")))
+        .form(&[("grant_type", "client_credentials"), ("scope", "system/*.rs")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    crate::helpers::authorized_client(token["access_token"].as_str().unwrap())
+}
+
+async fn a_local_record_is_pushed_once_and_audited(app: TestApp) {
+    let (remote, endpoint, _work) = registered_remote(
+        &app,
+        vec![json!({"resourceType": "Patient", "name": [{"family": "Pushed", "given": ["Pia"]}], "birthDate": "1975-07-07"})],
+        "system/*.rs system/*.c",
+    )
+    .await;
+    let pia = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Pushed", "given": ["Pia"]}], "birthDate": "1975-07-07"})).await;
+    let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
+    let linked: Value = link(&app, &pia, json!([endpoint_param])).await.json().await.unwrap();
+    let remote_patient = param(&linked, "linked").unwrap()["valueReference"]["reference"].as_str().unwrap().to_string();
+    let visit = app
+        .create(&json!({"resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": format!("Patient/{pia}")}}))
+        .await;
+    let mut pulse = heart_rate("x", 66);
+    pulse.as_object_mut().unwrap().remove("id");
+    pulse["subject"] = json!({"reference": format!("Patient/{pia}")});
+    pulse["encounter"] = json!({"reference": format!("Encounter/{visit}")});
+    let observation = app.create(&pulse).await;
+
+    let push_path = format!("Patient/{pia}/$ehr-push");
+    let push_body = json!({"resourceType": "Parameters", "parameter": [endpoint_param.clone()]});
+    let first = app.post(&push_path, &push_body).await;
+    let status = first.status();
+    let outcome: Value = first.json().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::OK, "{outcome}");
+    assert!(summary(&outcome).contains("2 resources sent, 2 created there, 0 already there"), "{outcome}");
+
+    // At the remote: the two resources, on the linked patient, referring to each other.
+    let reader = remote_reader(&remote).await;
+    let remote_id = remote_patient.rsplit('/').next().unwrap();
+    let there: Value = reader
+        .get(format!("{}/Observation?subject=Patient/{remote_id}", remote.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(there["total"], 1, "{there}");
+    let remote_observation = &there["entry"][0]["resource"];
+    assert!(remote_observation["encounter"]["reference"].as_str().unwrap().starts_with("Encounter/"));
+    let identity = format!("{}/Observation", app.base);
+    assert!(
+        remote_observation["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["system"] == identity.as_str() && i["value"] == observation.as_str())
+    );
+
+    // Again: nothing is created twice.
+    let again: Value = app.post(&push_path, &push_body).await.json().await.unwrap();
+    assert!(summary(&again).contains("2 resources sent, 0 created there, 2 already there"), "{again}");
+    let there: Value = reader
+        .get(format!("{}/Observation?subject=Patient/{remote_id}", remote.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(there["total"], 1);
+
+    // What was sent is in the audit trail, with the destination.
+    let audit: Value = app.get(&format!("AuditEvent?entity=Observation/{observation}")).await.json().await.unwrap();
+    let text = audit.to_string();
+    assert!(text.contains("$ehr-push") && text.contains(&format!("Endpoint/{endpoint}")), "{audit}");
+}
+
 crate::on_both_backends!(
     a_remote_ehr_is_registered_and_tested_end_to_end,
     patients_are_linked_only_to_an_unambiguous_remote_match,
     a_linked_record_is_pulled_atomically_and_again_without_duplicates,
+    a_local_record_is_pushed_once_and_audited,
 );
