@@ -1,13 +1,15 @@
 //! Kiln as the FHIR client of another EHR: SMART discovery (`.well-known/smart-configuration`),
 //! a `client_credentials` token through the `oauth2` crate (SMART Backend Services: a signed
 //! JWT assertion, RS384 or ES384; or a client secret), the token kept until shortly before it
-//! expires and fetched again once on a 401, time limits on every call, and a cap on what a
-//! response may weigh.
+//! expires and fetched again once on a 401, time limits on every call, a cap on what a
+//! response may weigh, retries with exponential backoff and jitter on connection errors, 429
+//! and 5xx (honouring `Retry-After`), and a circuit breaker per remote.
 
 use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use serde_json::Value;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long connecting to the remote may take.
@@ -20,6 +22,56 @@ pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 /// What a signed client assertion is good for (SMART Backend Services: at most five minutes).
 const ASSERTION_LIFETIME_SECS: i64 = 300;
+/// Retries after the first attempt, on connection errors, 429 and 5xx.
+const RETRIES: u32 = 3;
+/// The first backoff; each retry doubles it, plus up to half again of jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest wait honoured from a `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Calls that failed in a row (after their retries) that open a remote's circuit.
+const BREAKER_FAILURES: u32 = 5;
+/// How long an open circuit refuses calls before letting one through again.
+const BREAKER_OPEN_FOR: Duration = Duration::from_secs(30);
+
+/// The circuit of each remote (by base URL), shared by every client of it in this process.
+#[derive(Default)]
+struct Circuit {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+fn circuits() -> &'static Mutex<HashMap<String, Circuit>> {
+    static CIRCUITS: OnceLock<Mutex<HashMap<String, Circuit>>> = OnceLock::new();
+    CIRCUITS.get_or_init(Default::default)
+}
+
+/// How long to wait before retry `attempt` (0-based): exponential, with jitter so that many
+/// clients do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = FIRST_BACKOFF * 2u32.pow(attempt);
+    let jitter = rand::random::<f64>() * 0.5;
+    base + base.mul_f64(jitter)
+}
+
+/// A failed attempt, and the wait the remote asked for.
+struct Failed {
+    error: RemoteError,
+    retry_after: Option<Duration>,
+}
+
+impl From<RemoteError> for Failed {
+    fn from(error: RemoteError) -> Failed {
+        Failed { error, retry_after: None }
+    }
+}
+
+fn retryable(error: &RemoteError) -> bool {
+    match error {
+        RemoteError::Unreachable(..) | RemoteError::Timeout(_) => true,
+        RemoteError::Status { status, .. } => *status == 429 || *status >= 500,
+        _ => false,
+    }
+}
 
 /// How Kiln signs in to the remote.
 #[derive(Clone)]
@@ -65,6 +117,8 @@ pub enum RemoteError {
     TooLarge(String),
     #[error("signing in at {0} failed: {1}")]
     Auth(String, String),
+    #[error("{0} failed {BREAKER_FAILURES} times in a row; calls to it are paused for {secs}s", secs = BREAKER_OPEN_FOR.as_secs())]
+    CircuitOpen(String),
 }
 
 fn transport_error(url: &str, error: &reqwest::Error) -> RemoteError {
@@ -116,7 +170,7 @@ impl RemoteEhr {
     }
 
     /// `url` absolute, or relative to the FHIR base.
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
             path.to_string()
         } else {
@@ -136,6 +190,46 @@ impl RemoteEhr {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<(u16, Value), RemoteError> {
+        {
+            let mut circuits = circuits().lock().expect("circuits lock");
+            let circuit = circuits.entry(self.base.clone()).or_default();
+            match circuit.open_until {
+                Some(until) if Instant::now() < until => return Err(RemoteError::CircuitOpen(self.base.clone())),
+                Some(_) => circuit.open_until = None,
+                None => {}
+            }
+        }
+        let mut attempt = 0;
+        let result = loop {
+            match self.send_once(url, token, body).await {
+                Ok(answer) => break Ok(answer),
+                Err(Failed { error, retry_after }) if retryable(&error) && attempt < RETRIES => {
+                    let wait = retry_after.map_or_else(|| backoff(attempt), |w| w.min(MAX_RETRY_AFTER));
+                    tracing::debug!(%url, %error, ?wait, "retrying a remote call");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(Failed { error, .. }) => break Err(error),
+            }
+        };
+        let mut circuits = circuits().lock().expect("circuits lock");
+        let circuit = circuits.entry(self.base.clone()).or_default();
+        match &result {
+            Ok(_) => circuit.failures = 0,
+            Err(error) if retryable(error) => {
+                circuit.failures += 1;
+                if circuit.failures >= BREAKER_FAILURES {
+                    circuit.open_until = Some(Instant::now() + BREAKER_OPEN_FOR);
+                    circuit.failures = 0;
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// One attempt of [`send_json`](Self::send_json).
+    async fn send_once(&self, url: &str, token: Option<&str>, body: Option<&Value>) -> Result<(u16, Value), Failed> {
         let mut request = match body {
             Some(body) => self.http.post(url).header("content-type", "application/fhir+json").body(body.to_string()),
             None => self.http.get(url),
@@ -146,19 +240,26 @@ impl RemoteEhr {
         }
         let mut response = request.send().await.map_err(|e| transport_error(url, &e))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         if response.content_length().is_some_and(|length| length as usize > MAX_RESPONSE_BYTES) {
-            return Err(RemoteError::TooLarge(url.to_string()));
+            return Err(RemoteError::TooLarge(url.to_string()).into());
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(url, &e))? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(RemoteError::TooLarge(url.to_string()));
+                return Err(RemoteError::TooLarge(url.to_string()).into());
             }
             body.extend_from_slice(&chunk);
         }
         if !(200..300).contains(&status) {
             let text = String::from_utf8_lossy(&body);
-            return Err(RemoteError::Status { url: url.to_string(), status, body: text.chars().take(300).collect() });
+            let error = RemoteError::Status { url: url.to_string(), status, body: text.chars().take(300).collect() };
+            return Err(Failed { error, retry_after });
         }
         let value =
             serde_json::from_slice(&body).map_err(|e| RemoteError::Malformed(url.to_string(), e.to_string()))?;

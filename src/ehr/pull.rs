@@ -46,7 +46,8 @@ pub fn local_id(remote_base: &str, resource_type: &str, remote_id: &str) -> Stri
 /// Every page of a search or `$everything`, following `next` links.
 async fn all_pages(remote: &RemoteEhr, first: &str, into: &mut Vec<Value>) -> Result<(), FhirError> {
     let mut seen = HashSet::new();
-    let mut next = Some(first.to_string());
+    // Absolute URLs, so that a `next` link naming a page already read is recognised.
+    let mut next = Some(remote.url(first));
     while let Some(url) = next.take() {
         if !seen.insert(url.clone()) {
             return Err(FhirError::BadGateway(format!("the remote's paging loops back to {url}")));

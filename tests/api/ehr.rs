@@ -547,7 +547,149 @@ async fn a_local_record_is_pushed_once_and_audited(app: TestApp) {
     assert!(text.contains("$ehr-push") && text.contains(&format!("Endpoint/{endpoint}")), "{audit}");
 }
 
+/// A misbehaviour the proxy applies to the next request whose path and query contain a text.
+#[derive(Clone)]
+enum Fault {
+    /// Answer this status (with `Retry-After: n` when given) instead of forwarding.
+    Status(u16, Option<u64>),
+    /// Answer 200 with a body that is not JSON.
+    Malformed,
+    /// Forward, then add a `next` link that points back at the same request.
+    LoopingNext,
+}
+
+type Faults = std::sync::Arc<std::sync::Mutex<Vec<(String, Fault)>>>;
+
+/// A proxy between Kiln and the remote that forwards everything, except that it misbehaves as
+/// told: the fault harness of the EHR linking issue.
+async fn start_proxy(target: String, faults: Faults) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let own = format!("http://{}", listener.local_addr().unwrap());
+    let proxy_base = own.clone();
+    let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (target, faults, proxy_base) = (target.clone(), faults.clone(), proxy_base.clone());
+        async move {
+            let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+            let fault = {
+                let mut faults = faults.lock().unwrap();
+                let position = faults.iter().position(|(pattern, _)| path.contains(pattern.as_str()));
+                position.map(|i| faults.remove(i).1)
+            };
+            let answer = |status: u16, extra: Vec<(&'static str, String)>, body: Vec<u8>| {
+                let mut response = axum::response::Response::new(axum::body::Body::from(body));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                response.headers_mut().insert("content-type", "application/fhir+json".parse().unwrap());
+                for (name, value) in extra {
+                    response.headers_mut().insert(name, value.parse().unwrap());
+                }
+                response
+            };
+            match &fault {
+                Some(Fault::Status(status, retry_after)) => {
+                    let extra = retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
+                    let outcome = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "transient"}]});
+                    return answer(*status, extra, outcome.to_string().into_bytes());
+                }
+                Some(Fault::Malformed) => {
+                    return answer(200, vec![], b"{\"resourceType\": \"Bundle\", \"entry\": [".to_vec());
+                }
+                _ => {}
+            }
+            let mut request = reqwest::Client::new().request(method, format!("{target}{path}")).body(body.to_vec());
+            for name in ["authorization", "content-type", "accept"] {
+                if let Some(value) = headers.get(name) {
+                    request = request.header(name, value.to_str().unwrap());
+                }
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let mut bytes = response.bytes().await.unwrap().to_vec();
+            if let Some(Fault::LoopingNext) = fault {
+                let mut bundle: Value = serde_json::from_slice(&bytes).unwrap();
+                bundle["link"] = json!([{"relation": "next", "url": format!("{proxy_base}{path}")}]);
+                bytes = bundle.to_string().into_bytes();
+            }
+            answer(status, vec![], bytes)
+        }
+    };
+    let app = axum::Router::new().fallback(handler);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    own
+}
+
+async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestApp) {
+    let remote = RemoteKiln::start().await;
+    remote_put(
+        &remote,
+        &[
+            json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
+            json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": "Patient/rp1"}}),
+            heart_rate("ro1", 72),
+            heart_rate("ro2", 80),
+            json!({"resourceType": "Condition", "id": "rc1", "code": {"text": "asthma"}, "subject": {"reference": "Patient/rp1"}}),
+        ],
+    );
+    let faults: Faults = Default::default();
+    let proxy = start_proxy(remote.base.trim_end_matches("/fhir").to_string(), faults.clone()).await;
+    let (private_pem, jwks) = es384_key_pair("kiln-1");
+    let client_id = remote.register_backend(&jwks);
+    let work = tempfile::tempdir().unwrap();
+    let added = add_remote(&app, work.path(), &format!("{proxy}/fhir"), &client_id, &private_pem, "system/*.rs");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let endpoint = String::from_utf8(added.stdout).unwrap().trim().to_string();
+    let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
+    let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
+    let linked: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
+    assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked", "{linked}");
+    let fail_next = |pattern: &str, fault: Fault, times: usize| {
+        let mut faults = faults.lock().unwrap();
+        for _ in 0..times {
+            faults.push((pattern.to_string(), fault.clone()));
+        }
+    };
+    let stored = |app: &TestApp| {
+        let url = app.url(&format!("Observation?subject=Patient/{ann}"));
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap()["total"].as_u64().unwrap() }
+    };
+
+    // Faults that cannot be ridden out: 502 saying what happened, and nothing stored.
+    let cases = [
+        (Fault::Malformed, 1, "not what was asked for"),
+        (Fault::LoopingNext, 1, "loops back"),
+        (Fault::Status(503, None), 4, "answered 503"),
+    ];
+    for (fault, times, says) in cases {
+        fail_next("$everything", fault, times);
+        let failed = pull(&app, &ann).await;
+        assert_eq!(failed.status(), reqwest::StatusCode::BAD_GATEWAY);
+        let outcome: Value = failed.json().await.unwrap();
+        assert!(outcome.to_string().contains(says), "{says}: {outcome}");
+        assert_eq!(stored(&app).await, 0, "{says}: nothing stored");
+    }
+
+    // Faults a retry rides out: a 429 asking for a second's wait, then a 500.
+    fail_next("$everything", Fault::Status(429, Some(1)), 1);
+    fail_next("$everything", Fault::Status(500, None), 1);
+    let started = std::time::Instant::now();
+    let outcome: Value = pull(&app, &ann).await.json().await.unwrap();
+    assert!(summary(&outcome).contains("4 created"), "{outcome}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After was honoured");
+    assert_eq!(stored(&app).await, 2);
+
+    // A token the remote no longer takes (401 mid-pull): a new one is fetched once.
+    fail_next("$everything", Fault::Status(401, None), 1);
+    let outcome: Value = pull(&app, &ann).await.json().await.unwrap();
+    assert!(summary(&outcome).contains("4 unchanged"), "{outcome}");
+    assert!(faults.lock().unwrap().is_empty(), "every fault was met");
+}
+
 crate::on_both_backends!(
+    pulls_survive_a_misbehaving_remote_and_store_all_or_nothing,
     a_remote_ehr_is_registered_and_tested_end_to_end,
     patients_are_linked_only_to_an_unambiguous_remote_match,
     a_linked_record_is_pulled_atomically_and_again_without_duplicates,
