@@ -145,6 +145,7 @@ impl Application {
         let local = self.listener.local_addr()?;
         let statistics = spawn_statistics_refresher(self.state.store.clone());
         let keys = spawn_key_reloader(self.state.clone());
+        let ehr_sync = crate::ehr::sync::spawn_scheduler(self.state.clone());
         let limits = self.state.rate_limits.clone();
         let forget = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -167,6 +168,7 @@ impl Application {
         };
         statistics.abort();
         keys.abort();
+        ehr_sync.abort();
         forget.abort();
         self.state.audit.finish().await;
         self.state.store.close().await;

@@ -65,6 +65,15 @@ enum EhrCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Re-pull every linked patient of one remote (or of all): queued as jobs any node may
+    /// claim, then run.
+    Sync {
+        /// Only this remote (its Endpoint id).
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Check a remote end to end: CapabilityStatement, SMART configuration, token, a search.
     Test {
         endpoint_id: String,
@@ -105,6 +114,9 @@ struct EhrAddArgs {
     /// The Organization running the remote (e.g. Organization/12).
     #[arg(long)]
     managing_organization: Option<String>,
+    /// Re-pull every linked patient this often (seconds), from `kiln serve`.
+    #[arg(long)]
+    sync_every: Option<i64>,
     #[arg(long)]
     tenant: Option<String>,
 }
@@ -600,6 +612,7 @@ async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
                     client_secret_env,
                     scope,
                     managing_organization,
+                    sync_every,
                     tenant,
                 } = *args;
                 let tenant = tenant_of(tenant)?;
@@ -629,7 +642,17 @@ async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
                     "none" => kiln::ehr::NewCredentials::None,
                     other => return Err(format!("--auth {other}: use backend-services, client-secret or none")),
                 };
-                let remote = kiln::ehr::NewRemote { name, address, credentials, scope, managing_organization };
+                if sync_every.is_some_and(|s| s < 60) {
+                    return Err("--sync-every is in seconds, at least 60".into());
+                }
+                let remote = kiln::ehr::NewRemote {
+                    name,
+                    address,
+                    credentials,
+                    scope,
+                    managing_organization,
+                    sync_every_secs: sync_every,
+                };
                 let id = kiln::ehr::add(&state, &tenant, remote).await?;
                 println!("{id}");
                 Ok(true)
@@ -649,6 +672,15 @@ async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
                     );
                 }
                 Ok(true)
+            }
+            EhrCommand::Sync { endpoint, tenant } => {
+                let tenant = tenant_of(tenant)?;
+                let run = kiln::ehr::sync::run_once(&state, &tenant, endpoint.as_deref()).await?;
+                println!("{} patients queued, {} pulled, {} failed", run.queued, run.pulled, run.failed.len());
+                for failure in &run.failed {
+                    println!("failed: {failure}");
+                }
+                Ok(run.failed.is_empty())
             }
             EhrCommand::Test { endpoint_id, tenant } => {
                 let tenant = tenant_of(tenant)?;

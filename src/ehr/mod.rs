@@ -1,8 +1,8 @@
 //! EHR linking (issue: EHR linking, docs/ehr.md): other EHRs' FHIR APIs, each registered as a
 //! FHIR `Endpoint` of the clinic (connectionType `hl7-fhir-rest`) with its credential kept
 //! apart and sealed (`ehr_connections`), and Kiln as their FHIR client (`client`). Built so far:
-//! `kiln ehr add|list|test`, `$ehr-link` (`link`), `$ehr-pull` (`pull`), `$ehr-push` (`push`).
-//! Background sync is not built yet.
+//! `kiln ehr add|list|test|sync`, `$ehr-link` (`link`), `$ehr-pull` (`pull`), `$ehr-push`
+//! (`push`), background sync (`sync`).
 
 use serde_json::{Value, json};
 
@@ -15,6 +15,7 @@ pub mod client;
 pub mod link;
 pub mod pull;
 pub mod push;
+pub mod sync;
 
 pub use client::{Credentials, RemoteEhr, RemoteError};
 
@@ -43,6 +44,8 @@ pub struct NewRemote {
     pub scope: String,
     /// The Organization that runs the remote, as a reference (`Organization/…`).
     pub managing_organization: Option<String>,
+    /// Re-pull the linked patients this often (seconds), when set.
+    pub sync_every_secs: Option<i64>,
 }
 
 fn algorithm_name(algorithm: jsonwebtoken::Algorithm) -> &'static str {
@@ -111,6 +114,7 @@ pub async fn add(state: &AppState, tenant: &TenantId, remote: NewRemote) -> Resu
         key_id,
         scope: remote.scope,
         created_at: chrono::Utc::now().timestamp(),
+        sync_every_secs: remote.sync_every_secs,
     };
     state.store.put_ehr_connection(tenant, &connection).await.map_err(|e| e.to_string())?;
     Ok(id)

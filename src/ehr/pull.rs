@@ -126,19 +126,34 @@ pub async fn ehr_pull(
     }
     let id = logical_id(&id)?.to_string();
     let input = OperationInput::read(&body)?;
+    let wanted = input
+        .parameter("endpoint")
+        .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))
+        .and_then(Value::as_str)
+        .map(|e| e.trim_start_matches("Endpoint/").to_string());
+    let issues = pull_patient(&state, &principal, &id, wanted.as_deref()).await?;
+    Ok(crate::error::outcome_response(axum::http::StatusCode::OK, &issues))
+}
+
+/// Pulls the record of local Patient `id` from the remote it is linked to (`endpoint`, when
+/// it is linked to several): the work of `$ehr-pull` and of `kiln ehr sync`. Answers the issues
+/// of the outcome, the first one counting what was written.
+pub async fn pull_patient(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    wanted: Option<&str>,
+) -> Result<Vec<Issue>, FhirError> {
+    let state = state.clone();
+    let id = id.to_string();
     principal.permit("Endpoint", Interaction::Read)?;
-    policy::ensure_writable(&state, &principal, "Patient", Interaction::Update, Some(&id), None).await?;
+    policy::ensure_writable(&state, principal, "Patient", Interaction::Update, Some(&id), None).await?;
     let patient = live(state.store.read_current(&principal.tenant, "Patient", &id).await?, "Patient", &id)?;
     let patient: Value = serde_json::from_slice(patient.json.as_deref().unwrap_or_default())
         .map_err(|e| FhirError::internal(e.to_string()))?;
 
     // Which remote, and which record there: the Patient's link to a registered Endpoint.
     let registered = super::list(&state, &principal.tenant).await.map_err(FhirError::internal)?;
-    let wanted = input
-        .parameter("endpoint")
-        .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))
-        .and_then(Value::as_str)
-        .map(|e| e.trim_start_matches("Endpoint/").to_string());
     let links: Vec<&str> = patient
         .get("link")
         .and_then(Value::as_array)
@@ -148,7 +163,7 @@ pub async fn ehr_pull(
         .collect();
     let (endpoint_id, remote_patient_url) = registered
         .iter()
-        .filter(|r| wanted.as_deref().is_none_or(|w| w == r.connection.endpoint_id))
+        .filter(|r| wanted.is_none_or(|w| w == r.connection.endpoint_id))
         .find_map(|r| {
             let prefix = format!("{}/Patient/", r.address().trim_end_matches('/'));
             links.iter().find(|l| l.starts_with(&prefix)).map(|l| (r.connection.endpoint_id.clone(), l.to_string()))
@@ -300,7 +315,7 @@ pub async fn ehr_pull(
     );
     let mut all = vec![Issue::information(IssueType::Informational, summary)];
     all.extend(issues);
-    Ok(crate::error::outcome_response(axum::http::StatusCode::OK, &all))
+    Ok(all)
 }
 
 fn prefix(error: FhirError, what: &str) -> FhirError {

@@ -70,6 +70,17 @@ pub struct EhrConnection {
     pub key_id: Option<String>,
     pub scope: String,
     pub created_at: i64,
+    /// Re-pull the linked patients this often (seconds), when set.
+    pub sync_every_secs: Option<i64>,
+}
+
+/// A queued re-pull of one linked patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EhrSyncJob {
+    pub id: i64,
+    pub tenant: String,
+    pub endpoint_id: String,
+    pub patient_id: String,
 }
 
 /// One stored version with its place in the change log.
@@ -286,6 +297,15 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     /// Remote EHR connections (the credential half of an Endpoint, `src/ehr`).
     async fn put_ehr_connection(&self, tenant: &TenantId, connection: &EhrConnection) -> StoreResult<()>;
     async fn ehr_connections(&self, tenant: &TenantId) -> StoreResult<Vec<EhrConnection>>;
+    /// The remotes whose sync schedule is due at `now`, as (tenant, endpoint id), marked as
+    /// synced now (so that one node takes each).
+    async fn due_ehr_syncs(&self, now: i64) -> StoreResult<Vec<(String, String)>>;
+    /// Queues a re-pull of each patient, unless one is already queued or running; answers how
+    /// many were queued.
+    async fn enqueue_ehr_sync(&self, tenant: &TenantId, endpoint_id: &str, patients: &[String]) -> StoreResult<u64>;
+    /// Claims the oldest queued re-pull for `node`; concurrent claims never get the same job.
+    async fn claim_ehr_sync(&self, node: &str) -> StoreResult<Option<EhrSyncJob>>;
+    async fn finish_ehr_sync(&self, id: i64, succeeded: bool, outcome: &str) -> StoreResult<()>;
     /// Every sealed EHR credential of every tenant, as (tenant, endpoint id, sealed value).
     async fn ehr_secrets(&self) -> StoreResult<Vec<(String, String, String)>>;
     /// Replaces a sealed EHR credential with a new encoding of it, if it still is `old`.

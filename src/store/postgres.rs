@@ -15,6 +15,7 @@ impl SqlBackend for Postgres {
         "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE";
     const BACKEND_NAME: &'static str = "postgres";
     const POSITIONAL_PARAMETERS: bool = false;
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const BEGIN: &'static str = "BEGIN";
     const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
@@ -47,6 +48,7 @@ pub fn migrator() -> Migrator {
         migration(11, "account safeguards", include_str!("../../migrations/postgres/0011_account_safeguards.sql")),
         migration(12, "data keys", include_str!("../../migrations/postgres/0012_data_keys.sql")),
         migration(13, "ehr connections", include_str!("../../migrations/postgres/0013_ehr_connections.sql")),
+        migration(14, "ehr sync", include_str!("../../migrations/postgres/0014_ehr_sync.sql")),
     ])
 }
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    AuditLink, AuditRow, BatchError, Change, CurrentRow, EhrConnection, HistoryFilter, HistoryScope, Link, MetaInUse,
-    Store, StoreError, StoreResult, StoreTransaction, StoredVersion, VersionRecord, WriteMethod, WriteOutcome,
-    WritePlan, WriteRequest, plan_write,
+    AuditLink, AuditRow, BatchError, Change, CurrentRow, EhrConnection, EhrSyncJob, HistoryFilter, HistoryScope, Link,
+    MetaInUse, Store, StoreError, StoreResult, StoreTransaction, StoredVersion, VersionRecord, WriteMethod,
+    WriteOutcome, WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -34,6 +34,10 @@ pub trait SqlBackend: Database {
     /// What makes a `SELECT` lock the rows it reads until the transaction ends (PostgreSQL
     /// `FOR UPDATE`; nothing for SQLite, whose one writer already excludes the others).
     const LOCK_ROWS: &'static str;
+    /// What makes a `SELECT` lock the rows it reads and pass over rows others have locked, so
+    /// several nodes claim different jobs (PostgreSQL `FOR UPDATE SKIP LOCKED`; nothing for
+    /// SQLite, whose one writer claims one job at a time).
+    const SKIP_LOCKED: &'static str;
     /// Refreshes the planner's statistics (run on the writer pool).
     const ANALYZE: &'static str;
 }
@@ -72,7 +76,7 @@ where
     for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Option<Vec<u8>>: Encode<'e, DB>,
     for<'e> Option<String>: Encode<'e, DB> + Decode<'e, DB>,
-    for<'e> Option<i64>: Decode<'e, DB>,
+    for<'e> Option<i64>: Encode<'e, DB> + Decode<'e, DB>,
     for<'e> f64: Encode<'e, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -384,8 +388,9 @@ where
     async fn put_ehr_connection(&self, tenant: &TenantId, c: &EhrConnection) -> StoreResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO ehr_connections (tenant, endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, endpoint_id) DO UPDATE SET \
-             auth = $3, client_id = $4, secret_sealed = $5, algorithm = $6, key_id = $7, scope = $8",
+             created_at, sync_every_secs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant, endpoint_id) \
+             DO UPDATE SET auth = $3, client_id = $4, secret_sealed = $5, algorithm = $6, key_id = $7, scope = $8, \
+             sync_every_secs = $10",
         )
         .bind(tenant.to_string())
         .bind(c.endpoint_id.clone())
@@ -396,6 +401,7 @@ where
         .bind(c.key_id.clone())
         .bind(c.scope.clone())
         .bind(c.created_at)
+        .bind(c.sync_every_secs)
         .execute(&self.writes)
         .await?;
         Ok(())
@@ -403,7 +409,7 @@ where
 
     async fn ehr_connections(&self, tenant: &TenantId) -> StoreResult<Vec<EhrConnection>> {
         let rows = sqlx::query::<DB>(
-            "SELECT endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, created_at \
+            "SELECT endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, created_at, sync_every_secs \
              FROM ehr_connections WHERE tenant = $1 ORDER BY created_at, endpoint_id",
         )
         .bind(tenant.to_string())
@@ -420,9 +426,72 @@ where
                     key_id: row.try_get(5)?,
                     scope: row.try_get(6)?,
                     created_at: row.try_get(7)?,
+                    sync_every_secs: row.try_get(8)?,
                 })
             })
             .collect()
+    }
+
+    async fn due_ehr_syncs(&self, now: i64) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query::<DB>(
+            "UPDATE ehr_connections SET last_synced_at = $1 WHERE sync_every_secs IS NOT NULL \
+             AND (last_synced_at IS NULL OR last_synced_at + sync_every_secs <= $1) RETURNING tenant, endpoint_id",
+        )
+        .bind(now)
+        .fetch_all(&self.writes)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
+    async fn enqueue_ehr_sync(&self, tenant: &TenantId, endpoint_id: &str, patients: &[String]) -> StoreResult<u64> {
+        let mut queued = 0;
+        let mut tx = self.writes.begin_with(DB::BEGIN).await?;
+        for patient in patients {
+            let inserted = sqlx::query::<DB>(
+                "INSERT INTO ehr_sync_jobs (tenant, endpoint_id, patient_id, state, created_at) \
+                 SELECT $1, $2, $3, 'pending', $4 WHERE NOT EXISTS (SELECT 1 FROM ehr_sync_jobs WHERE tenant = $1 \
+                 AND endpoint_id = $2 AND patient_id = $3 AND state IN ('pending', 'running')) RETURNING id",
+            )
+            .bind(tenant.to_string())
+            .bind(endpoint_id.to_string())
+            .bind(patient.clone())
+            .bind(now_micros())
+            .fetch_optional(&mut *tx)
+            .await?;
+            queued += u64::from(inserted.is_some());
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    async fn claim_ehr_sync(&self, node: &str) -> StoreResult<Option<EhrSyncJob>> {
+        let sql = format!(
+            "UPDATE ehr_sync_jobs SET state = 'running', claimed_by = $1 WHERE id = (SELECT id FROM ehr_sync_jobs \
+             WHERE state = 'pending' ORDER BY id LIMIT 1{}) RETURNING id, tenant, endpoint_id, patient_id",
+            DB::SKIP_LOCKED
+        );
+        let row =
+            sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(node.to_string()).fetch_optional(&self.writes).await?;
+        match row {
+            Some(row) => Ok(Some(EhrSyncJob {
+                id: row.try_get(0)?,
+                tenant: row.try_get(1)?,
+                endpoint_id: row.try_get(2)?,
+                patient_id: row.try_get(3)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn finish_ehr_sync(&self, id: i64, succeeded: bool, outcome: &str) -> StoreResult<()> {
+        sqlx::query::<DB>("UPDATE ehr_sync_jobs SET state = $1, finished_at = $2, outcome = $3 WHERE id = $4")
+            .bind(if succeeded { "done" } else { "failed" }.to_string())
+            .bind(now_micros())
+            .bind(outcome.to_string())
+            .bind(id)
+            .execute(&self.writes)
+            .await?;
+        Ok(())
     }
 
     async fn ehr_secrets(&self) -> StoreResult<Vec<(String, String, String)>> {

@@ -15,6 +15,7 @@ impl SqlBackend for Sqlite {
         "SELECT version, deleted, last_updated FROM resources WHERE tenant = $1 AND type = $2 AND id = $3";
     const BACKEND_NAME: &'static str = "sqlite";
     const POSITIONAL_PARAMETERS: bool = true;
+    const SKIP_LOCKED: &'static str = "";
     const LOCK_ROWS: &'static str = "";
     // Takes the write lock at once: a deferred transaction that reads before it writes could
     // fail with SQLITE_BUSY when another process wrote in between, whatever the busy timeout.
@@ -46,6 +47,7 @@ pub fn migrator() -> Migrator {
         migration(11, "account safeguards", include_str!("../../migrations/sqlite/0011_account_safeguards.sql")),
         migration(12, "data keys", include_str!("../../migrations/sqlite/0012_data_keys.sql")),
         migration(13, "ehr connections", include_str!("../../migrations/sqlite/0013_ehr_connections.sql")),
+        migration(14, "ehr sync", include_str!("../../migrations/sqlite/0014_ehr_sync.sql")),
     ])
 }
 

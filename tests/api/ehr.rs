@@ -688,7 +688,74 @@ async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestAp
     assert!(faults.lock().unwrap().is_empty(), "every fault was met");
 }
 
+async fn kiln_ehr_sync_re_pulls_linked_patients_once_across_runners(app: TestApp) {
+    let (remote, endpoint, _work) = registered_remote(&app, vec![], "system/*.rs").await;
+    remote_put(
+        &remote,
+        &[
+            json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
+            json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": "Patient/rp1"}}),
+            heart_rate("ro1", 72),
+        ],
+    );
+    let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
+    let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
+    let linked: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
+    assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked");
+    let observations = |app: &TestApp| {
+        let url = app.url(&format!("Observation?subject=Patient/{ann}"));
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    let synced = kiln_cli(&app, &["ehr", "sync"], &[]);
+    let printed = String::from_utf8_lossy(&synced.stdout).into_owned();
+    assert!(synced.status.success(), "{printed} {}", String::from_utf8_lossy(&synced.stderr));
+    assert!(printed.contains("1 patients queued, 1 pulled, 0 failed"), "{printed}");
+    assert_eq!(observations(&app).await["total"], 1);
+
+    // The remote changes; two sync runs at once (two nodes) share the queue: every queued job
+    // runs exactly once (a run that starts after the other finished queues and pulls again).
+    remote_put(&remote, &[heart_rate("ro1", 90), heart_rate("ro2", 81)]);
+    let runner = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["ehr", "sync", "--endpoint", &endpoint])
+            .env("KILN_DATABASE_URL", &app.database_url)
+            .env("KILN_DEFAULT_TENANT", "test-clinic")
+            .env("KILN_KEY_FILE", app.state.settings.key_file_path())
+            .env("KILN_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (runner(), runner());
+    let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let (mut queued, mut pulled) = (0, 0);
+    for output in &outputs {
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{text}");
+        let numbers: Vec<u32> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        queued += numbers[0];
+        pulled += numbers[1];
+    }
+    assert!(queued >= 1);
+    assert_eq!(pulled, queued, "each queued job ran once");
+    let now = observations(&app).await;
+    assert_eq!(now["total"], 2, "{now}");
+    assert!(now.to_string().contains("\"value\":90"), "the change arrived: {now}");
+
+    // A remote that fails: the job is reported failed, and the command says so.
+    drop(remote);
+    let failed = kiln_cli(&app, &["ehr", "sync"], &[]);
+    let printed = String::from_utf8_lossy(&failed.stdout).into_owned();
+    assert!(!failed.status.success());
+    assert!(printed.contains("1 failed") && printed.contains(&format!("Patient/{ann}")), "{printed}");
+}
+
 crate::on_both_backends!(
+    kiln_ehr_sync_re_pulls_linked_patients_once_across_runners,
     pulls_survive_a_misbehaving_remote_and_store_all_or_nothing,
     a_remote_ehr_is_registered_and_tested_end_to_end,
     patients_are_linked_only_to_an_unambiguous_remote_match,
