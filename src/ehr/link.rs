@@ -86,6 +86,7 @@ pub async fn ehr_link(
     }
     let id = logical_id(&id)?;
     let input = OperationInput::read(&body)?;
+    input.only(&["endpoint", "identifier"])?;
     let endpoint = input
         .parameter("endpoint")
         .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))

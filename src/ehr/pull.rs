@@ -126,6 +126,7 @@ pub async fn ehr_pull(
     }
     let id = logical_id(&id)?.to_string();
     let input = OperationInput::read(&body)?;
+    input.only(&["endpoint"])?;
     let wanted = input
         .parameter("endpoint")
         .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))

@@ -69,6 +69,7 @@ pub async fn ehr_push(
     }
     let id = logical_id(&id)?.to_string();
     let input = OperationInput::read(&body)?;
+    input.only(&["endpoint"])?;
     let endpoint = input
         .parameter("endpoint")
         .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))

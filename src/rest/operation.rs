@@ -54,6 +54,30 @@ impl OperationInput {
         }
     }
 
+    /// Refuses (400, naming them) parameters the operation does not define: a misspelt
+    /// parameter must not be silently ignored.
+    pub fn only(&self, known: &[&str]) -> Result<(), FhirError> {
+        let OperationInput::Parameters(parameters) = self else { return Ok(()) };
+        let unknown: Vec<Issue> = parameters
+            .get("parameter")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+                (!known.contains(&name)).then(|| {
+                    Issue::error(
+                        IssueType::NotSupported,
+                        format!("unknown parameter '{name}'; this operation takes: {}", known.join(", ")),
+                    )
+                    .at(format!("Parameters.parameter[{i}]"))
+                })
+            })
+            .collect();
+        if unknown.is_empty() { Ok(()) } else { Err(FhirError::BadRequest(unknown)) }
+    }
+
     /// A primitive parameter's value, whatever its `value[x]` type.
     pub fn text(&self, name: &str) -> Option<String> {
         let parameter = self.parameter(name)?.as_object()?;

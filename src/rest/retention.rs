@@ -59,11 +59,13 @@ pub async fn retention_of_patient(
     State(state): State<AppState>,
     principal: Principal,
     Path((type_name, id)): Path<(String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
     if definition.name != "Patient" {
         return Err(FhirError::NotFound(format!("$retention is defined on Patient, not {}", definition.name)));
     }
+    QueryParams::parse(query.as_deref()).only(&["_format", "_pretty"])?;
     let id = logical_id(&id)?;
     principal.permit("Patient", Interaction::Read)?;
     principal.permit("Encounter", Interaction::Search)?;

@@ -326,6 +326,18 @@ async fn patients_are_linked_only_to_an_unambiguous_remote_match(app: TestApp) {
     // Refusals: no endpoint, an unknown endpoint, a remote that went away (502, nothing linked).
     let missing = link(&app, &zed, json!([{"name": "identifier", "valueIdentifier": {"value": "C-100"}}])).await;
     assert_eq!(missing.status(), reqwest::StatusCode::BAD_REQUEST);
+    let misspelt = link(&app, &zed, json!([endpoint_param, {"name": "identifer", "valueString": "x"}])).await;
+    assert_eq!(misspelt.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(misspelt.text().await.unwrap().contains("unknown parameter 'identifer'"));
+    let malformed = app
+        .client
+        .post(app.url(&format!("Patient/{zed}/$ehr-link")))
+        .header("content-type", "application/fhir+json")
+        .body("{\"resourceType\": \"Parameters\", ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), reqwest::StatusCode::BAD_REQUEST);
     let unknown = json!({"name": "endpoint", "valueReference": {"reference": "Endpoint/nope"}});
     assert_eq!(link(&app, &zed, json!([unknown])).await.status(), reqwest::StatusCode::NOT_FOUND);
     drop(remote);

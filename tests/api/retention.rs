@@ -53,6 +53,11 @@ async fn retention_follows_the_rule_and_nothing_is_destroyed(app: TestApp) {
     // Only Patients have one; unknown patients are 404.
     assert_eq!(app.get("Observation/x/$retention").await.status(), StatusCode::NOT_FOUND);
     assert_eq!(app.get("Patient/nobody/$retention").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("Patient/{adult}/$retention?rule=other")).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.anonymous.get(app.url(&format!("Patient/{adult}/$retention"))).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     let statement: Value = app.get("metadata").await.json().await.unwrap();
     let patient = statement["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Patient").unwrap();
     assert!(patient["operation"].as_array().unwrap().iter().any(|o| o["name"] == "retention"));
