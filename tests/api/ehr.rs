@@ -373,12 +373,10 @@ fn heart_rate(id: &str, value: u32) -> Value {
         "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}})
 }
 
+/// `$ehr-pull` with no parameters: the remote is the one the patient is linked to.
 async fn pull(app: &TestApp, patient: &str) -> reqwest::Response {
-    app.post(
-        &format!("Patient/{patient}/$ehr-pull"),
-        &json!({"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "all"}]}),
-    )
-    .await
+    let url = app.url(&format!("Patient/{patient}/$ehr-pull"));
+    app.client.post(url).header("content-type", "application/fhir+json").send().await.unwrap()
 }
 
 fn summary(outcome: &Value) -> String {
@@ -401,9 +399,12 @@ async fn a_linked_record_is_pulled_atomically_and_again_without_duplicates(app: 
     );
     let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
 
-    // Not linked yet: refused, nothing written.
+    // Not linked yet: refused, nothing written; a parameter it does not define is refused too.
     let refused = pull(&app, &ann).await;
     assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let misspelt = json!({"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "all"}]});
+    let refused = app.post(&format!("Patient/{ann}/$ehr-pull"), &misspelt).await;
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
     let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
     let linked: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
     assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked", "{linked}");
