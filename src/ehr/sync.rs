@@ -58,9 +58,39 @@ pub async fn drain(state: &AppState, node: &str) -> Result<SyncRun, String> {
         } else {
             run.failed.push(format!("Patient/{}: {outcome}", job.patient_id));
         }
+        audit_job(state, &principal, node, &job, succeeded, &outcome).await;
         state.store.finish_ehr_sync(job.id, succeeded, &outcome).await.map_err(|e| e.to_string())?;
     }
     Ok(run)
+}
+
+/// Records one sync job in the audit trail, as the `$ehr-pull` it ran: the runner as the actor,
+/// the patient and the remote as entities, and the pull's summary or error.
+async fn audit_job(
+    state: &AppState,
+    principal: &Principal,
+    node: &str,
+    job: &crate::store::EhrSyncJob,
+    succeeded: bool,
+    outcome: &str,
+) {
+    use crate::audit::event::{self, Actor, Kind, Origin, Outcome};
+    let actor = Actor { claimed_name: Some(format!("EHR sync ({node})")), ..Actor::default() };
+    let entities =
+        vec![event::patient_entity(&job.patient_id), event::resource_entity(&format!("Endpoint/{}", job.endpoint_id))];
+    let result = if succeeded { Outcome::Success } else { Outcome::SeriousFailure };
+    let audit = event::audit_event(
+        &Kind::operation("$ehr-pull", "E"),
+        &actor,
+        &Origin::default(),
+        result,
+        Some(outcome),
+        entities,
+        None,
+    );
+    if let Err(e) = state.audit.record(&principal.tenant, audit).await {
+        tracing::error!(error = %e, "an EHR sync job could not be audited");
+    }
 }
 
 /// `kiln ehr sync`: queues every linked patient of one remote (or of every remote of the

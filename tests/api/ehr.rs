@@ -728,6 +728,11 @@ async fn kiln_ehr_sync_re_pulls_linked_patients_once_across_runners(app: TestApp
     assert!(synced.status.success(), "{printed} {}", String::from_utf8_lossy(&synced.stderr));
     assert!(printed.contains("1 patients queued, 1 pulled, 0 failed"), "{printed}");
     assert_eq!(observations(&app).await["total"], 1);
+    // The job is in the audit trail: the runner, the patient, the remote, what the pull did.
+    let audit: Value = app.get(&format!("AuditEvent?entity=Endpoint/{endpoint}")).await.json().await.unwrap();
+    let text = audit.to_string();
+    assert!(text.contains("EHR sync (kiln ehr sync") && text.contains("$ehr-pull"), "{audit}");
+    assert!(text.contains(&format!("Patient/{ann}")) && text.contains("2 created"), "{audit}");
 
     // The remote changes; two sync runs at once (two nodes) share the queue: every queued job
     // runs exactly once (a run that starts after the other finished queues and pulls again).
