@@ -87,12 +87,7 @@ pub async fn ehr_link(
     let id = logical_id(&id)?;
     let input = OperationInput::read(&body)?;
     input.only(&["endpoint", "identifier"])?;
-    let endpoint = input
-        .parameter("endpoint")
-        .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))
-        .and_then(Value::as_str)
-        .map(|e| e.trim_start_matches("Endpoint/").to_string())
-        .ok_or_else(|| FhirError::bad_request(IssueType::Required, "name the remote: 'endpoint' (Endpoint/[id])"))?;
+    let endpoint = super::required_endpoint(&input)?;
     let identifier = input.parameter("identifier").and_then(|p| p.get("valueIdentifier")).cloned();
     principal.permit("Endpoint", Interaction::Read)?;
     policy::ensure_writable(&state, &principal, "Patient", Interaction::Update, Some(id), None).await?;

@@ -19,6 +19,26 @@ pub mod sync;
 
 pub use client::{Credentials, RemoteEhr, RemoteError};
 
+/// The `endpoint` parameter of an EHR operation (`Endpoint/[id]` as a Reference or a string),
+/// as the Endpoint id.
+pub fn endpoint_parameter(input: &crate::rest::operation::OperationInput) -> Option<String> {
+    input
+        .parameter("endpoint")
+        .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))
+        .and_then(Value::as_str)
+        .map(|e| e.trim_start_matches("Endpoint/").to_string())
+}
+
+/// [`endpoint_parameter`], required.
+pub fn required_endpoint(input: &crate::rest::operation::OperationInput) -> Result<String, crate::error::FhirError> {
+    endpoint_parameter(input).ok_or_else(|| {
+        crate::error::FhirError::bad_request(
+            crate::error::IssueType::Required,
+            "name the remote: 'endpoint' (Endpoint/[id])",
+        )
+    })
+}
+
 /// How to sign in to a remote being registered.
 pub enum NewCredentials {
     BackendServices {

@@ -127,11 +127,7 @@ pub async fn ehr_pull(
     let id = logical_id(&id)?.to_string();
     let input = OperationInput::read(&body)?;
     input.only(&["endpoint"])?;
-    let wanted = input
-        .parameter("endpoint")
-        .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))
-        .and_then(Value::as_str)
-        .map(|e| e.trim_start_matches("Endpoint/").to_string());
+    let wanted = super::endpoint_parameter(&input);
     let issues = pull_patient(&state, &principal, &id, wanted.as_deref()).await?;
     Ok(crate::error::outcome_response(axum::http::StatusCode::OK, &issues))
 }

@@ -70,12 +70,7 @@ pub async fn ehr_push(
     let id = logical_id(&id)?.to_string();
     let input = OperationInput::read(&body)?;
     input.only(&["endpoint"])?;
-    let endpoint = input
-        .parameter("endpoint")
-        .and_then(|p| p.pointer("/valueReference/reference").or(p.get("valueString")))
-        .and_then(Value::as_str)
-        .map(|e| e.trim_start_matches("Endpoint/").to_string())
-        .ok_or_else(|| FhirError::bad_request(IssueType::Required, "name the remote: 'endpoint' (Endpoint/[id])"))?;
+    let endpoint = super::required_endpoint(&input)?;
     principal.permit("Endpoint", Interaction::Read)?;
     policy::ensure_visible(&state, &principal, "Patient", &id, Interaction::Read).await?;
     let patient = live(state.store.read_current(&principal.tenant, "Patient", &id).await?, "Patient", &id)?;
