@@ -203,6 +203,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/{type}/$validate", axum::routing::post(rest::validate::validate_type))
         .route("/{type}/{id}/$validate", axum::routing::post(rest::validate::validate_instance))
         .route("/{type}/$everything", get(rest::everything::everything_for_all_patients))
+        .route("/{type}/$ehr-register", axum::routing::post(crate::ehr::register::ehr_register))
+        .route("/{type}/{id}/$ehr-test", get(crate::ehr::register::ehr_test).post(crate::ehr::register::ehr_test))
         .route("/$meta", get(rest::meta::system_meta).post(rest::meta::system_meta))
         .route("/{type}/$meta", get(rest::meta::type_meta).post(rest::meta::type_meta))
         .route("/{type}/{id}/$meta", get(rest::meta::instance_meta).post(rest::meta::instance_meta))

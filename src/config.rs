@@ -82,6 +82,9 @@ pub struct Settings {
     pub retention_years_after_last_treatment: u32,
     pub retention_minors_until_age: u32,
     pub retention_age_of_majority: u32,
+    /// Calls to remote EHRs (docs/ehr.md): how long one may take, and the largest answer taken.
+    pub ehr_call_timeout_secs: u64,
+    pub ehr_max_response_bytes: usize,
     /// Dynamic client registration (RFC 7591): `closed`, `admin-approved` or `open`.
     pub registration: Registration,
     /// The clinic's own OpenID Connect provider, offered on the sign-in page (all four, or none).
@@ -135,6 +138,15 @@ impl Settings {
         }
     }
 
+    /// The limits of a client of a remote EHR (`extra_roots_pem`: that remote's own CA).
+    pub fn ehr_client_options(&self, extra_roots_pem: Option<String>) -> crate::ehr::client::ClientOptions {
+        crate::ehr::client::ClientOptions {
+            call_timeout: std::time::Duration::from_secs(self.ehr_call_timeout_secs),
+            max_response_bytes: self.ehr_max_response_bytes,
+            extra_roots_pem,
+        }
+    }
+
     /// Where the data key file is (see `key_file`).
     pub fn key_file_path(&self) -> std::path::PathBuf {
         if let Some(path) = &self.key_file {
@@ -182,7 +194,9 @@ impl Settings {
             .set_default("retention_minors_until_age", 20)?
             .set_default("retention_age_of_majority", 18)?
             .set_default("sensitive_identifier_systems", "http://hl7.org/fhir/sid/us-ssn")?
-            .set_default("reveal_sensitive_roles", "admin,receptionist,biller")?;
+            .set_default("reveal_sensitive_roles", "admin,receptionist,biller")?
+            .set_default("ehr_call_timeout_secs", 30)?
+            .set_default("ehr_max_response_bytes", 32 * 1024 * 1024)?;
         let env_file = std::env::var_os("KILN_CONFIG");
         if let Some(path) = file.map(Path::to_path_buf).or(env_file.map(Into::into)) {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
@@ -227,6 +241,9 @@ impl Settings {
         }
         if self.refresh_token_lifetime_secs < 60 {
             return fail("refresh_token_lifetime_secs must be at least 60".into());
+        }
+        if self.ehr_call_timeout_secs == 0 || self.ehr_max_response_bytes < 64 * 1024 {
+            return fail("ehr_call_timeout_secs must be at least 1, ehr_max_response_bytes at least 65536".into());
         }
         if let Some(base) = &self.base_url
             && !(base.starts_with("http://") || base.starts_with("https://"))

@@ -114,9 +114,12 @@ struct EhrAddArgs {
     /// The Organization running the remote (e.g. Organization/12).
     #[arg(long)]
     managing_organization: Option<String>,
-    /// Re-pull every linked patient this often (seconds), from `kiln serve`.
+    /// Re-pull every linked patient this often (seconds, at least 60), from `kiln serve`.
     #[arg(long)]
     sync_every: Option<i64>,
+    /// CA certificates (PEM) to trust for this remote besides the system's: a private CA.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     #[arg(long)]
     tenant: Option<String>,
 }
@@ -599,7 +602,7 @@ async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
         let state = kiln::app::AppState::open(settings, base_url).await.map_err(|e| e.to_string())?;
         let tenant_of =
             |tenant: Option<String>| kiln::access::TenantId::parse(tenant.as_deref().unwrap_or(&default_tenant));
-        let outcome = match command {
+        let outcome: Result<bool, String> = match command {
             EhrCommand::Add(args) => {
                 let EhrAddArgs {
                     name,
@@ -613,45 +616,34 @@ async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
                     scope,
                     managing_organization,
                     sync_every,
+                    ca_file,
                     tenant,
                 } = *args;
                 let tenant = tenant_of(tenant)?;
-                let need_client = || client_id.clone().ok_or_else(|| format!("--auth {auth} needs --client-id"));
-                let credentials = match auth.as_str() {
-                    "backend-services" => {
-                        let file = private_key_file.ok_or("--auth backend-services needs --private-key-file")?;
-                        let private_key_pem =
-                            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-                        let algorithm = match algorithm.as_str() {
-                            "RS384" => jsonwebtoken::Algorithm::RS384,
-                            "ES384" => jsonwebtoken::Algorithm::ES384,
-                            other => return Err(format!("--algorithm {other}: use RS384 or ES384")),
-                        };
-                        kiln::ehr::NewCredentials::BackendServices {
-                            client_id: need_client()?,
-                            private_key_pem,
-                            algorithm,
-                            key_id,
-                        }
-                    }
-                    "client-secret" => {
-                        let variable = client_secret_env.ok_or("--auth client-secret needs --client-secret-env")?;
-                        let secret = std::env::var(&variable).map_err(|_| format!("{variable} is not set"))?;
-                        kiln::ehr::NewCredentials::ClientSecret { client_id: need_client()?, secret }
-                    }
-                    "none" => kiln::ehr::NewCredentials::None,
-                    other => return Err(format!("--auth {other}: use backend-services, client-secret or none")),
+                let read =
+                    |file: &PathBuf| std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()));
+                let private_key_pem = private_key_file.as_ref().map(read).transpose()?;
+                let ca_certificates = ca_file.as_ref().map(read).transpose()?;
+                let client_secret = match client_secret_env {
+                    Some(variable) => Some(std::env::var(&variable).map_err(|_| format!("{variable} is not set"))?),
+                    None => None,
                 };
-                if sync_every.is_some_and(|s| s < 60) {
-                    return Err("--sync-every is in seconds, at least 60".into());
-                }
+                let parts = kiln::ehr::CredentialParts {
+                    auth,
+                    client_id,
+                    private_key_pem,
+                    algorithm: Some(algorithm),
+                    key_id,
+                    client_secret,
+                };
                 let remote = kiln::ehr::NewRemote {
                     name,
                     address,
-                    credentials,
+                    credentials: parts.credentials()?,
                     scope,
                     managing_organization,
                     sync_every_secs: sync_every,
+                    ca_certificates,
                 };
                 let id = kiln::ehr::add(&state, &tenant, remote).await?;
                 println!("{id}");
@@ -684,7 +676,9 @@ async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
             }
             EhrCommand::Test { endpoint_id, tenant } => {
                 let tenant = tenant_of(tenant)?;
-                let (registered, remote) = kiln::ehr::connect(&state, &tenant, &endpoint_id).await?;
+                let (registered, remote) =
+                    kiln::ehr::connect(&state, &kiln::ehr::Caller::named(tenant, "kiln ehr test".into()), &endpoint_id)
+                        .await?;
                 println!("Endpoint/{endpoint_id} {} at {}", registered.name(), remote.base());
                 let report = kiln::ehr::test(&remote).await;
                 for line in &report.lines {

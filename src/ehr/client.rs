@@ -3,21 +3,69 @@
 //! JWT assertion, RS384 or ES384; or a client secret), the token kept until shortly before it
 //! expires and fetched again once on a 401, time limits on every call, a cap on what a
 //! response may weigh, retries with exponential backoff and jitter on connection errors, 429
-//! and 5xx (honouring `Retry-After`), and a circuit breaker per remote.
+//! and 5xx (honouring `Retry-After`), and a circuit breaker per remote. TLS is always
+//! verified; a remote with a private CA is trusted through extra roots given at registration.
+//! Every call (token requests included) is reported to a [`CallObserver`], which the EHR
+//! operations set to write an AuditEvent per call.
 
 use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long connecting to the remote may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a whole call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest response accepted.
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// What a client may spend on a remote, and whom it trusts beyond the public roots.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long a whole call may take (settings: `ehr_call_timeout_secs`).
+    pub call_timeout: Duration,
+    /// The largest response accepted (settings: `ehr_max_response_bytes`).
+    pub max_response_bytes: usize,
+    /// PEM certificates trusted as roots for this remote, besides the system's.
+    pub extra_roots_pem: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            call_timeout: Duration::from_secs(30),
+            max_response_bytes: 32 * 1024 * 1024,
+            extra_roots_pem: None,
+        }
+    }
+}
+
+/// The certificates of a PEM bundle, refused when it holds none.
+pub fn parse_roots(pem: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+        .map_err(|e| format!("the CA certificates are not PEM: {e}"))?;
+    if roots.is_empty() {
+        return Err("the CA file holds no certificate".into());
+    }
+    Ok(roots)
+}
+
+/// One call to a remote, as the audit trail records it.
+#[derive(Debug, Clone)]
+pub struct RemoteCall {
+    pub method: &'static str,
+    pub url: String,
+    /// The last status answered, if any answer came.
+    pub status: Option<u16>,
+    /// Why the call failed, if it did.
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub elapsed: Duration,
+}
+
+/// Told of every call once it has ended; an error fails the call (an unaudited call must not
+/// pass as done).
+pub type CallObserver =
+    Arc<dyn Fn(RemoteCall) -> futures_util::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
 /// A token this close to its expiry is fetched again.
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 /// What a signed client assertion is good for (SMART Backend Services: at most five minutes).
@@ -113,20 +161,32 @@ pub enum RemoteError {
     Status { url: String, status: u16, body: String },
     #[error("{0} answered something that is not what was asked for: {1}")]
     Malformed(String, String),
-    #[error("{0} answered more than {MAX_RESPONSE_BYTES} bytes")]
-    TooLarge(String),
+    #[error("{0} answered more than {1} bytes (ehr_max_response_bytes)")]
+    TooLarge(String, usize),
     #[error("signing in at {0} failed: {1}")]
     Auth(String, String),
     #[error("{0} failed {BREAKER_FAILURES} times in a row; calls to it are paused for {secs}s", secs = BREAKER_OPEN_FOR.as_secs())]
     CircuitOpen(String),
+    #[error("the call to {0} could not be audited: {1}")]
+    NotAudited(String, String),
 }
 
 fn transport_error(url: &str, error: &reqwest::Error) -> RemoteError {
     if error.is_timeout() {
-        RemoteError::Timeout(url.to_string())
-    } else {
-        RemoteError::Unreachable(url.to_string(), error.to_string())
+        return RemoteError::Timeout(url.to_string());
     }
+    // The causes say what an operator can act on (refused, unknown certificate issuer, ...);
+    // reqwest's own message only says that sending failed.
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    RemoteError::Unreachable(url.to_string(), text)
 }
 
 /// A granted access token and until when to use it.
@@ -143,25 +203,55 @@ pub struct RemoteEhr {
     scope: String,
     http: reqwest::Client,
     token: Mutex<Option<Token>>,
+    max_response_bytes: usize,
+    observer: Option<CallObserver>,
 }
 
 impl RemoteEhr {
-    pub fn new(base: &str, credentials: Credentials, scope: &str) -> RemoteEhr {
+    pub fn new(
+        base: &str,
+        credentials: Credentials,
+        scope: &str,
+        options: &ClientOptions,
+    ) -> Result<RemoteEhr, String> {
         crate::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
+            .timeout(options.call_timeout)
             // A redirect could carry the token elsewhere.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Kiln/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("an HTTP client builds");
-        RemoteEhr {
+            .user_agent(concat!("Kiln/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &options.extra_roots_pem {
+            for root in parse_roots(pem)? {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder.build().map_err(|e| format!("the HTTP client cannot be built: {e}"))?;
+        Ok(RemoteEhr {
             base: base.trim_end_matches('/').to_string(),
             credentials,
             scope: scope.to_string(),
             http,
             token: Mutex::new(None),
+            max_response_bytes: options.max_response_bytes,
+            observer: None,
+        })
+    }
+
+    /// Reports every call to `observer` from now on.
+    pub fn observed_by(mut self, observer: CallObserver) -> RemoteEhr {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Tells the observer of a call that ended.
+    async fn report(&self, call: RemoteCall) -> Result<(), RemoteError> {
+        match &self.observer {
+            Some(observer) => {
+                let url = call.url.clone();
+                observer(call).await.map_err(|e| RemoteError::NotAudited(url, e))
+            }
+            None => Ok(()),
         }
     }
 
@@ -178,12 +268,12 @@ impl RemoteEhr {
         }
     }
 
-    /// GETs JSON, with the body capped at [`MAX_RESPONSE_BYTES`].
+    /// GETs JSON, with the body capped at `ehr_max_response_bytes`.
     async fn get_json(&self, url: &str, token: Option<&str>) -> Result<(u16, Value), RemoteError> {
         self.send_json(url, token, None).await
     }
 
-    /// GETs, or POSTs `body` (FHIR JSON), and reads a JSON answer capped at [`MAX_RESPONSE_BYTES`].
+    /// GETs, or POSTs `body` (FHIR JSON), and reads a JSON answer capped at `ehr_max_response_bytes`.
     async fn send_json(
         &self,
         url: &str,
@@ -199,9 +289,17 @@ impl RemoteEhr {
                 None => {}
             }
         }
+        let started = Instant::now();
         let mut attempt = 0;
+        let mut last_status = None;
         let result = loop {
-            match self.send_once(url, token, body).await {
+            let answer = self.send_once(url, token, body).await;
+            last_status = match &answer {
+                Ok((status, _)) => Some(*status),
+                Err(Failed { error: RemoteError::Status { status, .. }, .. }) => Some(*status),
+                Err(_) => last_status,
+            };
+            match answer {
                 Ok(answer) => break Ok(answer),
                 Err(Failed { error, retry_after }) if retryable(&error) && attempt < RETRIES => {
                     let wait = retry_after.map_or_else(|| backoff(attempt), |w| w.min(MAX_RETRY_AFTER));
@@ -212,19 +310,30 @@ impl RemoteEhr {
                 Err(Failed { error, .. }) => break Err(error),
             }
         };
-        let mut circuits = circuits().lock().expect("circuits lock");
-        let circuit = circuits.entry(self.base.clone()).or_default();
-        match &result {
-            Ok(_) => circuit.failures = 0,
-            Err(error) if retryable(error) => {
-                circuit.failures += 1;
-                if circuit.failures >= BREAKER_FAILURES {
-                    circuit.open_until = Some(Instant::now() + BREAKER_OPEN_FOR);
-                    circuit.failures = 0;
+        {
+            let mut circuits = circuits().lock().expect("circuits lock");
+            let circuit = circuits.entry(self.base.clone()).or_default();
+            match &result {
+                Ok(_) => circuit.failures = 0,
+                Err(error) if retryable(error) => {
+                    circuit.failures += 1;
+                    if circuit.failures >= BREAKER_FAILURES {
+                        circuit.open_until = Some(Instant::now() + BREAKER_OPEN_FOR);
+                        circuit.failures = 0;
+                    }
                 }
+                Err(_) => {}
             }
-            Err(_) => {}
         }
+        self.report(RemoteCall {
+            method: if body.is_some() { "POST" } else { "GET" },
+            url: url.to_string(),
+            status: last_status,
+            error: result.as_ref().err().map(ToString::to_string),
+            attempts: attempt + 1,
+            elapsed: started.elapsed(),
+        })
+        .await?;
         result
     }
 
@@ -246,13 +355,14 @@ impl RemoteEhr {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        if response.content_length().is_some_and(|length| length as usize > MAX_RESPONSE_BYTES) {
-            return Err(RemoteError::TooLarge(url.to_string()).into());
+        let limit = self.max_response_bytes;
+        if response.content_length().is_some_and(|length| length as usize > limit) {
+            return Err(RemoteError::TooLarge(url.to_string(), limit).into());
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(url, &e))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(RemoteError::TooLarge(url.to_string()).into());
+            if body.len() + chunk.len() > limit {
+                return Err(RemoteError::TooLarge(url.to_string(), limit).into());
             }
             body.extend_from_slice(&chunk);
         }
@@ -299,6 +409,7 @@ impl RemoteEhr {
             return Ok(Some((token.value.clone(), token.scope.clone())));
         }
         let token_url = self.token_endpoint().await?;
+        let started = Instant::now();
         let fail = |message: String| RemoteError::Auth(token_url.clone(), message);
         let uri = TokenUrl::new(token_url.clone()).map_err(|e| fail(e.to_string()))?;
         // The closure owns its client: a future borrowing `self` would not be `Send` for every
@@ -339,7 +450,20 @@ impl RemoteEhr {
                     .await
             }
         };
-        let granted = granted.map_err(|e| fail(describe_token_error(&e)))?;
+        let granted = granted.map_err(|e| fail(describe_token_error(&e)));
+        self.report(RemoteCall {
+            method: "POST",
+            url: token_url.clone(),
+            status: match &granted {
+                Ok(_) => Some(200),
+                Err(_) => None,
+            },
+            error: granted.as_ref().err().map(ToString::to_string),
+            attempts: 1,
+            elapsed: started.elapsed(),
+        })
+        .await?;
+        let granted = granted?;
         let lifetime = granted.expires_in().unwrap_or(Duration::from_secs(300));
         let scope = granted
             .scopes()

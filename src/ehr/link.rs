@@ -77,6 +77,7 @@ fn encode(value: &str) -> String {
 pub async fn ehr_link(
     State(state): State<AppState>,
     principal: Principal,
+    origin: crate::audit::event::Origin,
     Path((type_name, id)): Path<(String, String)>,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
@@ -95,7 +96,7 @@ pub async fn ehr_link(
     let local: Value = serde_json::from_slice(current.json.as_deref().unwrap_or_default())
         .map_err(|e| FhirError::internal(e.to_string()))?;
     let (registered, remote) =
-        super::connect(&state, &principal.tenant, &endpoint).await.map_err(FhirError::NotFound)?;
+        super::connect(&state, &super::Caller::of(&principal, origin), &endpoint).await.map_err(FhirError::NotFound)?;
     let remote_base = registered.address().trim_end_matches('/').to_string();
 
     // Search by the identifier given, else by demographics; score what comes back.

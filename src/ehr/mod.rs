@@ -1,8 +1,9 @@
 //! EHR linking (issue: EHR linking, docs/ehr.md): other EHRs' FHIR APIs, each registered as a
 //! FHIR `Endpoint` of the clinic (connectionType `hl7-fhir-rest`) with its credential kept
-//! apart and sealed (`ehr_connections`), and Kiln as their FHIR client (`client`). Built so far:
-//! `kiln ehr add|list|test|sync`, `$ehr-link` (`link`), `$ehr-pull` (`pull`), `$ehr-push`
-//! (`push`), background sync (`sync`).
+//! apart and sealed (`ehr_connections`), and Kiln as their FHIR client (`client`), each call it
+//! makes audited (`audit`). Registered and checked by `kiln ehr add|list|test` or by
+//! `$ehr-register` and `$ehr-test` (`register`); `$ehr-link` (`link`), `$ehr-pull` (`pull`),
+//! `$ehr-push` (`push`), background sync (`sync`, `kiln ehr sync`).
 
 use serde_json::{Value, json};
 
@@ -11,12 +12,15 @@ use crate::app::AppState;
 use crate::sensitive::EHR_SECRET_CONTEXT;
 use crate::store::EhrConnection;
 
+pub mod audit;
 pub mod client;
 pub mod link;
 pub mod pull;
 pub mod push;
+pub mod register;
 pub mod sync;
 
+pub use audit::Caller;
 pub use client::{Credentials, RemoteEhr, RemoteError};
 
 /// The `endpoint` parameter of an EHR operation (`Endpoint/[id]` as a Reference or a string),
@@ -54,6 +58,48 @@ pub enum NewCredentials {
     None,
 }
 
+/// The parts of a credential, as the command line and `$ehr-register` take them.
+#[derive(Debug, Default)]
+pub struct CredentialParts {
+    /// `backend-services`, `client-secret` or `none`.
+    pub auth: String,
+    pub client_id: Option<String>,
+    pub private_key_pem: Option<String>,
+    /// `RS384` (the default) or `ES384`.
+    pub algorithm: Option<String>,
+    pub key_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+impl CredentialParts {
+    /// The credential the parts describe, or what is missing or wrong.
+    pub fn credentials(self) -> Result<NewCredentials, String> {
+        let auth = self.auth;
+        let client_id = || self.client_id.clone().ok_or_else(|| format!("{auth} needs a client id"));
+        match auth.as_str() {
+            "backend-services" => {
+                let algorithm = match self.algorithm.as_deref().unwrap_or("RS384") {
+                    "RS384" => jsonwebtoken::Algorithm::RS384,
+                    "ES384" => jsonwebtoken::Algorithm::ES384,
+                    other => return Err(format!("the algorithm {other} is not offered: use RS384 or ES384")),
+                };
+                Ok(NewCredentials::BackendServices {
+                    client_id: client_id()?,
+                    private_key_pem: self.private_key_pem.clone().ok_or("backend-services needs a private key")?,
+                    algorithm,
+                    key_id: self.key_id.clone(),
+                })
+            }
+            "client-secret" => Ok(NewCredentials::ClientSecret {
+                client_id: client_id()?,
+                secret: self.client_secret.clone().ok_or("client-secret needs the secret")?,
+            }),
+            "none" => Ok(NewCredentials::None),
+            other => Err(format!("auth {other}: use backend-services, client-secret or none")),
+        }
+    }
+}
+
 /// A remote EHR to register.
 pub struct NewRemote {
     pub name: String,
@@ -66,6 +112,8 @@ pub struct NewRemote {
     pub managing_organization: Option<String>,
     /// Re-pull the linked patients this often (seconds), when set.
     pub sync_every_secs: Option<i64>,
+    /// PEM CA certificates to trust for this remote besides the system's roots (a private CA).
+    pub ca_certificates: Option<String>,
 }
 
 fn algorithm_name(algorithm: jsonwebtoken::Algorithm) -> &'static str {
@@ -81,6 +129,15 @@ pub async fn add(state: &AppState, tenant: &TenantId, remote: NewRemote) -> Resu
     let address = reqwest::Url::parse(&remote.address).map_err(|e| format!("the address is not a URL: {e}"))?;
     if !matches!(address.scheme(), "http" | "https") {
         return Err("the address must be an http(s) FHIR base URL".into());
+    }
+    if let Some(pem) = &remote.ca_certificates {
+        client::parse_roots(pem)?;
+    }
+    if remote.sync_every_secs.is_some_and(|s| s < 60) {
+        return Err("a sync schedule must be at least 60 seconds apart".into());
+    }
+    if remote.scope.split_whitespace().next().is_none() && !matches!(remote.credentials, NewCredentials::None) {
+        return Err("name the scopes to ask the remote for (e.g. system/*.rs)".into());
     }
     let sensitive = &state.sensitive;
     let (auth, client_id, secret_sealed, algorithm, key_id) = match &remote.credentials {
@@ -135,6 +192,7 @@ pub async fn add(state: &AppState, tenant: &TenantId, remote: NewRemote) -> Resu
         scope: remote.scope,
         created_at: chrono::Utc::now().timestamp(),
         sync_every_secs: remote.sync_every_secs,
+        ca_certificates: remote.ca_certificates,
     };
     state.store.put_ehr_connection(tenant, &connection).await.map_err(|e| e.to_string())?;
     Ok(id)
@@ -169,13 +227,10 @@ pub async fn list(state: &AppState, tenant: &TenantId) -> Result<Vec<Registered>
     Ok(registered)
 }
 
-/// The client of a registered remote, its credential opened.
-pub async fn connect(
-    state: &AppState,
-    tenant: &TenantId,
-    endpoint_id: &str,
-) -> Result<(Registered, RemoteEhr), String> {
-    let registered = list(state, tenant)
+/// The client of a registered remote, its credential opened, each of its calls audited as
+/// made on behalf of `caller`.
+pub async fn connect(state: &AppState, caller: &Caller, endpoint_id: &str) -> Result<(Registered, RemoteEhr), String> {
+    let registered = list(state, &caller.tenant)
         .await?
         .into_iter()
         .find(|r| r.connection.endpoint_id == endpoint_id)
@@ -199,7 +254,9 @@ pub async fn connect(
         ("client-secret", Some(secret)) => Credentials::ClientSecret { client_id, secret },
         _ => Credentials::None,
     };
-    let remote = RemoteEhr::new(registered.address(), credentials, &connection.scope);
+    let options = state.settings.ehr_client_options(connection.ca_certificates.clone());
+    let remote = RemoteEhr::new(registered.address(), credentials, &connection.scope, &options)?
+        .observed_by(audit::observer(state, caller, endpoint_id, registered.name(), registered.address()));
     Ok((registered, remote))
 }
 

@@ -117,6 +117,7 @@ fn without_meta(value: &Value) -> Value {
 pub async fn ehr_pull(
     State(state): State<AppState>,
     principal: Principal,
+    origin: crate::audit::event::Origin,
     Path((type_name, id)): Path<(String, String)>,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
@@ -128,16 +129,19 @@ pub async fn ehr_pull(
     let input = OperationInput::read(&body)?;
     input.only(&["endpoint"])?;
     let wanted = super::endpoint_parameter(&input);
-    let issues = pull_patient(&state, &principal, &id, wanted.as_deref()).await?;
+    let caller = super::Caller::of(&principal, origin);
+    let issues = pull_patient(&state, &principal, &caller, &id, wanted.as_deref()).await?;
     Ok(crate::error::outcome_response(axum::http::StatusCode::OK, &issues))
 }
 
 /// Pulls the record of local Patient `id` from the remote it is linked to (`endpoint`, when
-/// it is linked to several): the work of `$ehr-pull` and of `kiln ehr sync`. Answers the issues
-/// of the outcome, the first one counting what was written.
+/// it is linked to several): the work of `$ehr-pull` and of `kiln ehr sync`, whose calls to the
+/// remote are audited as `caller`'s. Answers the issues of the outcome, the first one counting
+/// what was written.
 pub async fn pull_patient(
     state: &AppState,
     principal: &Principal,
+    caller: &super::Caller,
     id: &str,
     wanted: Option<&str>,
 ) -> Result<Vec<Issue>, FhirError> {
@@ -171,8 +175,7 @@ pub async fn pull_patient(
                 format!("Patient/{id} is not linked to a record at that remote EHR; link it first with $ehr-link"),
             )])
         })?;
-    let (registered, remote) =
-        super::connect(&state, &principal.tenant, &endpoint_id).await.map_err(FhirError::NotFound)?;
+    let (registered, remote) = super::connect(&state, caller, &endpoint_id).await.map_err(FhirError::NotFound)?;
     let remote_base = registered.address().trim_end_matches('/').to_string();
     let remote_patient_id = remote_patient_url.rsplit('/').next().unwrap_or_default().to_string();
 

@@ -76,8 +76,9 @@ pub async fn ehr_push(
     let patient = live(state.store.read_current(&principal.tenant, "Patient", &id).await?, "Patient", &id)?;
     let patient: Value = serde_json::from_slice(patient.json.as_deref().unwrap_or_default())
         .map_err(|e| FhirError::internal(e.to_string()))?;
-    let (registered, remote) =
-        super::connect(&state, &principal.tenant, &endpoint).await.map_err(FhirError::NotFound)?;
+    let (registered, remote) = super::connect(&state, &super::Caller::of(&principal, origin.clone()), &endpoint)
+        .await
+        .map_err(FhirError::NotFound)?;
     let remote_base = registered.address().trim_end_matches('/').to_string();
     let local_base = state.base_url.to_string();
 

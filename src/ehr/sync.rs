@@ -47,8 +47,10 @@ pub async fn drain(state: &AppState, node: &str) -> Result<SyncRun, String> {
     let mut run = SyncRun::default();
     while let Some(job) = state.store.claim_ehr_sync(node).await.map_err(|e| e.to_string())? {
         let tenant = TenantId::parse(&job.tenant)?;
-        let principal = Principal::system(tenant);
-        let result = super::pull::pull_patient(state, &principal, &job.patient_id, Some(&job.endpoint_id)).await;
+        let principal = Principal::system(tenant.clone());
+        let caller = super::Caller::named(tenant, format!("EHR sync ({node})"));
+        let result =
+            super::pull::pull_patient(state, &principal, &caller, &job.patient_id, Some(&job.endpoint_id)).await;
         let (succeeded, outcome) = match result {
             Ok(issues) => (true, issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default()),
             Err(error) => (false, error.to_string()),
@@ -109,12 +111,15 @@ pub async fn run_once(state: &AppState, tenant: &TenantId, endpoint_id: Option<&
 }
 
 /// The scheduler of a serving node: queues each remote whose `--sync-every` has come round
-/// (one node takes each turn) and helps run the queue.
+/// (one node takes each turn) and helps run the queue. It looks at once on start, so a node
+/// that was down when a sync fell due catches up without waiting a turn.
 pub fn spawn_scheduler(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let node = format!("kiln serve ({})", std::process::id());
+        let mut checks = tokio::time::interval(SCHEDULE_CHECK);
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::time::sleep(SCHEDULE_CHECK).await;
+            checks.tick().await;
             let due = match state.store.due_ehr_syncs(chrono::Utc::now().timestamp()).await {
                 Ok(due) => due,
                 Err(e) => {

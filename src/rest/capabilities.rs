@@ -72,6 +72,18 @@ fn operations(resource: &ResourceType) -> Vec<Value> {
             "documentation": "Send the local record to a remote EHR as one transaction; a repeat creates nothing twice (docs/ehr.md)"
         }));
     }
+    if resource.name == "Endpoint" {
+        operations.push(json!({
+            "name": "ehr-register",
+            "definition": "https://kiln.example.org/fhir/OperationDefinition/Endpoint-ehr-register",
+            "documentation": "Register a remote EHR: an Endpoint, and its credential kept sealed apart (docs/ehr.md)"
+        }));
+        operations.push(json!({
+            "name": "ehr-test",
+            "definition": "https://kiln.example.org/fhir/OperationDefinition/Endpoint-ehr-test",
+            "documentation": "Check a registered remote EHR: what it supports, signing in, a search (docs/ehr.md)"
+        }));
+    }
     if super::signature::SIGNABLE.contains(&resource.name.as_str()) {
         for name in ["sign", "amend", "verify-signature"] {
             operations.push(json!({

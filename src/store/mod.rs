@@ -72,6 +72,8 @@ pub struct EhrConnection {
     pub created_at: i64,
     /// Re-pull the linked patients this often (seconds), when set.
     pub sync_every_secs: Option<i64>,
+    /// PEM CA certificates trusted for this remote besides the system's roots.
+    pub ca_certificates: Option<String>,
 }
 
 /// A queued re-pull of one linked patient.

@@ -388,9 +388,9 @@ where
     async fn put_ehr_connection(&self, tenant: &TenantId, c: &EhrConnection) -> StoreResult<()> {
         sqlx::query::<DB>(
             "INSERT INTO ehr_connections (tenant, endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, \
-             created_at, sync_every_secs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant, endpoint_id) \
-             DO UPDATE SET auth = $3, client_id = $4, secret_sealed = $5, algorithm = $6, key_id = $7, scope = $8, \
-             sync_every_secs = $10",
+             created_at, sync_every_secs, ca_certificates) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (tenant, endpoint_id) DO UPDATE SET auth = $3, client_id = $4, secret_sealed = $5, \
+             algorithm = $6, key_id = $7, scope = $8, sync_every_secs = $10, ca_certificates = $11",
         )
         .bind(tenant.to_string())
         .bind(c.endpoint_id.clone())
@@ -402,6 +402,7 @@ where
         .bind(c.scope.clone())
         .bind(c.created_at)
         .bind(c.sync_every_secs)
+        .bind(c.ca_certificates.clone())
         .execute(&self.writes)
         .await?;
         Ok(())
@@ -409,8 +410,8 @@ where
 
     async fn ehr_connections(&self, tenant: &TenantId) -> StoreResult<Vec<EhrConnection>> {
         let rows = sqlx::query::<DB>(
-            "SELECT endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, created_at, sync_every_secs \
-             FROM ehr_connections WHERE tenant = $1 ORDER BY created_at, endpoint_id",
+            "SELECT endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, created_at, sync_every_secs, \
+             ca_certificates FROM ehr_connections WHERE tenant = $1 ORDER BY created_at, endpoint_id",
         )
         .bind(tenant.to_string())
         .fetch_all(&self.reads)
@@ -427,6 +428,7 @@ where
                     scope: row.try_get(6)?,
                     created_at: row.try_get(7)?,
                     sync_every_secs: row.try_get(8)?,
+                    ca_certificates: row.try_get(9)?,
                 })
             })
             .collect()

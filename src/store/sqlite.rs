@@ -48,6 +48,7 @@ pub fn migrator() -> Migrator {
         migration(12, "data keys", include_str!("../../migrations/sqlite/0012_data_keys.sql")),
         migration(13, "ehr connections", include_str!("../../migrations/sqlite/0013_ehr_connections.sql")),
         migration(14, "ehr sync", include_str!("../../migrations/sqlite/0014_ehr_sync.sql")),
+        migration(15, "ehr trusted roots", include_str!("../../migrations/sqlite/0015_ehr_trusted_roots.sql")),
     ])
 }
 

@@ -28,20 +28,39 @@ impl Drop for RemoteKiln {
 
 impl RemoteKiln {
     async fn start() -> RemoteKiln {
+        RemoteKiln::start_with_tls(None).await
+    }
+
+    /// `tls`: the certificate and private key (PEM) to serve HTTPS with.
+    async fn start_with_tls(tls: Option<(&str, &str)>) -> RemoteKiln {
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}/remote.db", dir.path().display());
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
             .arg("serve")
             .env("KILN_DATABASE_URL", &database_url)
             .env("KILN_LISTEN", format!("127.0.0.1:{port}"))
             .env("KILN_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("the remote starts");
-        let remote = RemoteKiln { child, base: format!("http://127.0.0.1:{port}/fhir"), database_url, dir };
+            .stdin(Stdio::null());
+        let mut health = reqwest::Client::builder();
+        let scheme = match tls {
+            Some((certificate, key)) => {
+                let (certificate_file, key_file) = (dir.path().join("remote.crt"), dir.path().join("remote.key"));
+                std::fs::write(&certificate_file, certificate).unwrap();
+                std::fs::write(&key_file, key).unwrap();
+                command.env("KILN_TLS_CERT_FILE", &certificate_file).env("KILN_TLS_KEY_FILE", &key_file);
+                health = health.add_root_certificate(reqwest::Certificate::from_pem(certificate.as_bytes()).unwrap());
+                "https"
+            }
+            None => "http",
+        };
+        let health = health.build().unwrap();
+        let child = command.spawn().expect("the remote starts");
+        let remote = RemoteKiln { child, base: format!("{scheme}://127.0.0.1:{port}/fhir"), database_url, dir };
         for _ in 0..200 {
-            if reqwest::get(format!("http://127.0.0.1:{port}/health")).await.is_ok_and(|r| r.status().is_success()) {
+            let answer = health.get(format!("{scheme}://127.0.0.1:{port}/health")).send().await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
                 return remote;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -223,6 +242,184 @@ async fn a_remote_ehr_is_registered_and_tested_end_to_end(app: TestApp) {
     );
     let endpoints: Value = app.get("Endpoint").await.json().await.unwrap();
     assert_eq!(endpoints["total"], 3, "{endpoints}");
+}
+
+async fn register(app: &TestApp, parameters: &[Value]) -> reqwest::Response {
+    app.post("Endpoint/$ehr-register", &json!({"resourceType": "Parameters", "parameter": parameters})).await
+}
+
+fn string_param(name: &str, value: &str) -> Value {
+    json!({"name": name, "valueString": value})
+}
+
+/// The `$ehr-register` parameters of a remote at `base` signed in to with an ES384 key.
+fn backend_parameters(base: &str, client_id: &str, private_pem: &str) -> Vec<Value> {
+    vec![
+        string_param("name", "County Hospital"),
+        json!({"name": "address", "valueUrl": base}),
+        json!({"name": "auth", "valueCode": "backend-services"}),
+        string_param("clientId", client_id),
+        string_param("privateKey", private_pem),
+        json!({"name": "algorithm", "valueCode": "ES384"}),
+        string_param("keyId", "kiln-1"),
+        string_param("scope", "system/*.rs"),
+    ]
+}
+
+/// `Endpoint/[id]/$ehr-test`: whether it passed, and its check lines.
+async fn rest_test(app: &TestApp, endpoint: &str) -> (bool, String) {
+    let response = app.get(&format!("Endpoint/{endpoint}/$ehr-test")).await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let report: Value = response.json().await.unwrap();
+    let passed = param(&report, "passed").unwrap()["valueBoolean"].as_bool().unwrap();
+    let checks: Vec<&str> = report["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "check")
+        .filter_map(|p| p["valueString"].as_str())
+        .collect();
+    (passed, checks.join("\n"))
+}
+
+async fn remotes_are_registered_tested_and_audited_through_the_rest_api(app: TestApp) {
+    let remote = RemoteKiln::start().await;
+    let (private_pem, jwks) = es384_key_pair("kiln-1");
+    let client_id = remote.register_backend(&jwks);
+    let good = backend_parameters(&remote.base, &client_id, &private_pem);
+
+    // Refused with 400 saying what is wrong, and nothing stored.
+    let with = |name: &str, replacement: Option<Value>| {
+        let mut parameters: Vec<Value> = good.iter().filter(|p| p["name"] != name).cloned().collect();
+        parameters.extend(replacement);
+        parameters
+    };
+    let refusals = [
+        (with("name", None), "the parameter 'name' is required"),
+        (with("colour", Some(string_param("colour", "blue"))), "unknown parameter 'colour'"),
+        (with("privateKey", Some(string_param("privateKey", "not a key"))), "not a ES384 key"),
+        (with("algorithm", Some(json!({"name": "algorithm", "valueCode": "HS256"}))), "use RS384 or ES384"),
+        (with("address", Some(json!({"name": "address", "valueUrl": "ftp://x"}))), "http(s) FHIR base URL"),
+        (with("caCertificates", Some(string_param("caCertificates", "nonsense"))), "holds no certificate"),
+        (with("syncEvery", Some(json!({"name": "syncEvery", "valueInteger": 5}))), "at least 60 seconds"),
+    ];
+    for (parameters, says) in refusals {
+        let refused = register(&app, &parameters).await;
+        assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST, "{says}");
+        let outcome = refused.text().await.unwrap();
+        assert!(outcome.contains("OperationOutcome") && outcome.contains(says), "{says}: {outcome}");
+    }
+    let elsewhere = app.post("Patient/$ehr-register", &json!({"resourceType": "Parameters", "parameter": good})).await;
+    assert_eq!(elsewhere.status(), reqwest::StatusCode::NOT_FOUND);
+    let reader = crate::helpers::backend_client(&app, "system/Endpoint.rs system/Patient.rs").await;
+    let forbidden = reader
+        .post(app.url("Endpoint/$ehr-register"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Parameters", "parameter": good}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), reqwest::StatusCode::FORBIDDEN);
+    let endpoints: Value = app.get("Endpoint").await.json().await.unwrap();
+    assert_eq!(endpoints["total"], 0, "{endpoints}");
+
+    // Registered: 201 with the Endpoint, which never shows the credential.
+    let created = register(&app, &good).await;
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    let endpoint: Value = created.json().await.unwrap();
+    let id = endpoint["id"].as_str().unwrap().to_string();
+    assert!(location.ends_with(&format!("/Endpoint/{id}/_history/1")), "{location}");
+    assert_eq!(endpoint["address"], remote.base.as_str());
+    assert!(!endpoint.to_string().contains("PRIVATE"));
+    let listed: Value = app.get("Endpoint?connection-type=hl7-fhir-rest").await.json().await.unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+
+    // `$ehr-test`, as `kiln ehr test`.
+    let (passed, checks) = rest_test(&app, &id).await;
+    assert!(passed, "{checks}");
+    assert!(checks.contains("Patient search yes") && checks.contains("token: granted \"system/*.rs\""), "{checks}");
+    assert!(checks.contains("search: Patient answered (0 patients)"), "{checks}");
+
+    // Each call made to the remote is in the audit trail: what kind, the Endpoint as the
+    // destination, the URL (the query apart), the answer.
+    let audit: Value = app.get(&format!("AuditEvent?entity=Endpoint/{id}&_count=50")).await.json().await.unwrap();
+    let events: Vec<&Value> = audit["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+    let described =
+        |text: &str| events.iter().find(|e| e["outcomeDesc"].as_str().is_some_and(|d| d.starts_with(text))).copied();
+    let base = &remote.base;
+    let metadata = described(&format!("GET {base}/metadata: 200 (1 attempt")).expect("metadata call audited");
+    assert_eq!(metadata["subtype"][0]["code"], "capabilities");
+    assert_eq!(metadata["outcome"], "0");
+    let destination = metadata["agent"].as_array().unwrap().iter().find(|a| a["type"]["coding"][0]["code"] == "110152");
+    assert_eq!(destination.unwrap()["who"]["reference"], format!("Endpoint/{id}"), "{metadata}");
+    let discovery = described(&format!("GET {base}/.well-known/smart-configuration: 200")).expect("discovery audited");
+    assert_eq!(discovery["subtype"][0]["code"], "remote-sign-in");
+    let origin = base.trim_end_matches("/fhir");
+    let token = described(&format!("POST {origin}/auth/token: 200")).expect("the token request audited");
+    assert_eq!(token["subtype"][0]["code"], "remote-sign-in");
+    let search = described(&format!("GET {base}/Patient: 200")).expect("the search audited");
+    assert_eq!(search["subtype"][0]["code"], "search-type");
+    assert!(search.to_string().contains("\"query\""), "the query is kept as entity.query: {search}");
+
+    // Deleting the Endpoint retires the remote: it can no longer be used.
+    assert_eq!(app.delete(&format!("Endpoint/{id}")).await.status(), reqwest::StatusCode::NO_CONTENT);
+    let retired = app.get(&format!("Endpoint/{id}/$ehr-test")).await;
+    assert_eq!(retired.status(), reqwest::StatusCode::NOT_FOUND);
+    assert!(retired.text().await.unwrap().contains("no remote EHR is registered"));
+}
+
+async fn a_remote_with_a_private_ca_is_trusted_only_when_registered_with_it(app: TestApp) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let ca = certified.cert.pem();
+    let remote = RemoteKiln::start_with_tls(Some((&ca, &certified.signing_key.serialize_pem()))).await;
+    assert!(remote.base.starts_with("https://"));
+    let (private_pem, jwks) = es384_key_pair("kiln-1");
+    let client_id = remote.register_backend(&jwks);
+
+    // Verification stays on: without the CA the remote's certificate is refused.
+    let created = register(&app, &backend_parameters(&remote.base, &client_id, &private_pem)).await;
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let untrusted = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let (passed, checks) = rest_test(&app, &untrusted).await;
+    assert!(!passed);
+    assert!(checks.contains("metadata: FAILED") && checks.contains("UnknownIssuer"), "{checks}");
+
+    // Registered with its CA (here by `kiln ehr add --ca-file`): every step passes over TLS.
+    let work = tempfile::tempdir().unwrap();
+    let (key_file, ca_file) = (work.path().join("key.pem"), work.path().join("ca.pem"));
+    std::fs::write(&key_file, &private_pem).unwrap();
+    std::fs::write(&ca_file, &ca).unwrap();
+    let added = kiln_cli(
+        &app,
+        &[
+            "ehr",
+            "add",
+            "--name",
+            "County Hospital",
+            "--address",
+            &remote.base,
+            "--client-id",
+            &client_id,
+            "--private-key-file",
+            key_file.to_str().unwrap(),
+            "--algorithm",
+            "ES384",
+            "--key-id",
+            "kiln-1",
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let trusted = String::from_utf8(added.stdout).unwrap().trim().to_string();
+    let tested = kiln_cli(&app, &["ehr", "test", &trusted], &[]);
+    let report = String::from_utf8_lossy(&tested.stdout).into_owned();
+    assert!(tested.status.success(), "{report}");
+    assert!(report.contains("token: granted") && report.contains("search: Patient answered"), "{report}");
+    let (passed, checks) = rest_test(&app, &trusted).await;
+    assert!(passed, "{checks}");
 }
 
 /// A remote holding `patients`, registered in `app` with a working backend-services key.
@@ -569,6 +766,12 @@ enum Fault {
     Malformed,
     /// Forward, then add a `next` link that points back at the same request.
     LoopingNext,
+    /// Wait this long, then forward.
+    Slow(std::time::Duration),
+    /// Answer 200 with a body of this many bytes.
+    Oversized(usize),
+    /// Forward, then make the resource with this id invalid (a status R4 does not know).
+    Invalid(&'static str),
 }
 
 type Faults = std::sync::Arc<std::sync::Mutex<Vec<(String, Fault)>>>;
@@ -608,6 +811,13 @@ async fn start_proxy(target: String, faults: Faults) -> String {
                 Some(Fault::Malformed) => {
                     return answer(200, vec![], b"{\"resourceType\": \"Bundle\", \"entry\": [".to_vec());
                 }
+                Some(Fault::Oversized(bytes)) => {
+                    let padding = "x".repeat(*bytes);
+                    let body =
+                        format!("{{\"resourceType\": \"Bundle\", \"type\": \"searchset\", \"id\": \"{padding}\"}}");
+                    return answer(200, vec![], body.into_bytes());
+                }
+                Some(Fault::Slow(wait)) => tokio::time::sleep(*wait).await,
                 _ => {}
             }
             let mut request = reqwest::Client::new().request(method, format!("{target}{path}")).body(body.to_vec());
@@ -622,6 +832,15 @@ async fn start_proxy(target: String, faults: Faults) -> String {
             if let Some(Fault::LoopingNext) = fault {
                 let mut bundle: Value = serde_json::from_slice(&bytes).unwrap();
                 bundle["link"] = json!([{"relation": "next", "url": format!("{proxy_base}{path}")}]);
+                bytes = bundle.to_string().into_bytes();
+            }
+            if let Some(Fault::Invalid(id)) = fault {
+                let mut bundle: Value = serde_json::from_slice(&bytes).unwrap();
+                for entry in bundle["entry"].as_array_mut().unwrap() {
+                    if entry["resource"]["id"] == id {
+                        entry["resource"]["status"] = json!("not-a-status");
+                    }
+                }
                 bytes = bundle.to_string().into_bytes();
             }
             answer(status, vec![], bytes)
@@ -671,10 +890,14 @@ async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestAp
     };
 
     // Faults that cannot be ridden out: 502 saying what happened, and nothing stored.
+    // The test settings allow 2 s a call and 256 KiB an answer; a call that times out is
+    // retried three times like a connection error.
     let cases = [
         (Fault::Malformed, 1, "not what was asked for"),
         (Fault::LoopingNext, 1, "loops back"),
         (Fault::Status(503, None), 4, "answered 503"),
+        (Fault::Slow(std::time::Duration::from_secs(3)), 4, "did not answer in time"),
+        (Fault::Oversized(300 * 1024), 1, "answered more than 262144 bytes"),
     ];
     for (fault, times, says) in cases {
         fail_next("$everything", fault, times);
@@ -684,6 +907,11 @@ async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestAp
         assert!(outcome.to_string().contains(says), "{says}: {outcome}");
         assert_eq!(stored(&app).await, 0, "{says}: nothing stored");
     }
+    // Each failed call is in the audit trail, with its attempts and what went wrong.
+    let audit: Value = app.get("AuditEvent?outcome=8&_count=100").await.json().await.unwrap();
+    let text = audit.to_string();
+    assert!(text.contains("/$everything: failed after 4 attempts") && text.contains("answered 503"), "{text}");
+    assert!(text.contains("did not answer in time"), "{text}");
 
     // Faults a retry rides out: a 429 asking for a second's wait, then a 500.
     fail_next("$everything", Fault::Status(429, Some(1)), 1);
@@ -698,6 +926,22 @@ async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestAp
     fail_next("$everything", Fault::Status(401, None), 1);
     let outcome: Value = pull(&app, &ann).await.json().await.unwrap();
     assert!(summary(&outcome).contains("4 unchanged"), "{outcome}");
+
+    // A remote resource that is not valid R4: reported, not stored; the rest is.
+    remote_put(&remote, &[heart_rate("ro1", 95), heart_rate("ro2", 96)]);
+    fail_next("$everything", Fault::Invalid("ro1"), 1);
+    let outcome: Value = pull(&app, &ann).await.json().await.unwrap();
+    assert!(summary(&outcome).contains("1 updated, 2 unchanged, 1 not stored"), "{outcome}");
+    let warning = outcome["issue"][1].clone();
+    assert_eq!(warning["severity"], "warning", "{outcome}");
+    let diagnostics = warning["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains("/Observation/ro1 is not valid here and was not stored"), "{diagnostics}");
+    let values: Value =
+        app.get(&format!("Observation?subject=Patient/{ann}&value-quantity=95")).await.json().await.unwrap();
+    assert_eq!(values["total"], 0, "the invalid version was not stored");
+    let values: Value =
+        app.get(&format!("Observation?subject=Patient/{ann}&value-quantity=96")).await.json().await.unwrap();
+    assert_eq!(values["total"], 1, "the valid one was");
     assert!(faults.lock().unwrap().is_empty(), "every fault was met");
 }
 
@@ -772,7 +1016,58 @@ async fn kiln_ehr_sync_re_pulls_linked_patients_once_across_runners(app: TestApp
     assert!(printed.contains("1 failed") && printed.contains(&format!("Patient/{ann}")), "{printed}");
 }
 
+async fn a_serving_node_re_pulls_on_the_remote_schedule(app: TestApp) {
+    let remote = RemoteKiln::start().await;
+    remote_put(
+        &remote,
+        &[
+            json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
+            json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": "Patient/rp1"}}),
+            heart_rate("ro1", 72),
+        ],
+    );
+    let (private_pem, jwks) = es384_key_pair("kiln-1");
+    let client_id = remote.register_backend(&jwks);
+    let mut parameters = backend_parameters(&remote.base, &client_id, &private_pem);
+    parameters.push(json!({"name": "syncEvery", "valueInteger": 3600}));
+    let created: Value = register(&app, &parameters).await.json().await.unwrap();
+    let endpoint = created["id"].as_str().unwrap().to_string();
+    let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
+    let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
+    let linked: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
+    assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked");
+
+    // A node that starts finds the remote due (never synced) and pulls its linked patient; no
+    // one called $ehr-pull or kiln ehr sync.
+    let node = app.another_process_on_same_database().await;
+    let mut pulled = Value::Null;
+    for _ in 0..100 {
+        pulled = app.get(&format!("Observation?subject=Patient/{ann}")).await.json().await.unwrap();
+        if pulled["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(pulled["total"], 1, "the scheduled sync pulled the record: {pulled}");
+    // The other node's audit rows reach the AuditEvent resources shortly after it writes them.
+    let mut audit = String::new();
+    for _ in 0..50 {
+        audit = app.get(&format!("AuditEvent?entity=Endpoint/{endpoint}&_count=100")).await.text().await.unwrap();
+        if audit.contains("EHR sync (kiln serve (") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(audit.contains("EHR sync (kiln serve ("), "{audit}");
+    drop(node);
+}
+
 crate::on_both_backends!(
+    a_serving_node_re_pulls_on_the_remote_schedule,
+    remotes_are_registered_tested_and_audited_through_the_rest_api,
+    a_remote_with_a_private_ca_is_trusted_only_when_registered_with_it,
     kiln_ehr_sync_re_pulls_linked_patients_once_across_runners,
     pulls_survive_a_misbehaving_remote_and_store_all_or_nothing,
     a_remote_ehr_is_registered_and_tested_end_to_end,

@@ -71,6 +71,9 @@ pub fn settings(database_url: &str) -> Settings {
         retention_years_after_last_treatment: 10,
         retention_minors_until_age: 20,
         retention_age_of_majority: 18,
+        // Short enough for the EHR fault cases to meet a slow remote and an oversized page.
+        ehr_call_timeout_secs: 2,
+        ehr_max_response_bytes: 256 * 1024,
         key_file: database_url.starts_with("postgres").then(|| {
             let name = database_url.rsplit('/').next().unwrap_or("kiln");
             std::env::temp_dir().join(format!("kiln-test-{name}.keys")).display().to_string()
@@ -134,7 +137,11 @@ pub async fn system_token_in(state: &kiln::app::AppState, root: &str, tenant: &s
 /// (`kiln/reveal-sensitive`, docs/secrets.md), with a token that has it: for cases that read
 /// back SSNs they wrote. The default client sees them masked.
 pub async fn revealing_client(app: &TestApp) -> Client {
-    let scope = "system/*.cruds kiln/reveal-sensitive";
+    backend_client(app, "system/*.cruds kiln/reveal-sensitive").await
+}
+
+/// A backend-services app of the test clinic registered for `scope`, with a token granting it.
+pub async fn backend_client(app: &TestApp, scope: &str) -> Client {
     let (client_id, secret) = register_app(&app.state, ClientKind::ConfidentialSymmetric, scope, vec![]).await;
     let response = Client::new()
         .post(format!("{}/auth/token", app.root))
