@@ -772,6 +772,8 @@ enum Fault {
     Oversized(usize),
     /// Forward, then make the resource with this id invalid (a status R4 does not know).
     Invalid(&'static str),
+    /// Forward the CapabilityStatement without the operations (no `$everything`).
+    WithoutOperations,
 }
 
 type Faults = std::sync::Arc<std::sync::Mutex<Vec<(String, Fault)>>>;
@@ -833,6 +835,13 @@ async fn start_proxy(target: String, faults: Faults) -> String {
                 let mut bundle: Value = serde_json::from_slice(&bytes).unwrap();
                 bundle["link"] = json!([{"relation": "next", "url": format!("{proxy_base}{path}")}]);
                 bytes = bundle.to_string().into_bytes();
+            }
+            if let Some(Fault::WithoutOperations) = fault {
+                let mut statement: Value = serde_json::from_slice(&bytes).unwrap();
+                for resource in statement["rest"][0]["resource"].as_array_mut().unwrap() {
+                    resource.as_object_mut().unwrap().remove("operation");
+                }
+                bytes = statement.to_string().into_bytes();
             }
             if let Some(Fault::Invalid(id)) = fault {
                 let mut bundle: Value = serde_json::from_slice(&bytes).unwrap();
@@ -926,6 +935,15 @@ async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestAp
     fail_next("$everything", Fault::Status(401, None), 1);
     let outcome: Value = pull(&app, &ann).await.json().await.unwrap();
     assert!(summary(&outcome).contains("4 unchanged"), "{outcome}");
+
+    // A remote without `$everything`: the record comes from a search per type, the same record.
+    fail_next("metadata", Fault::WithoutOperations, 1);
+    let outcome: Value = pull(&app, &ann).await.json().await.unwrap();
+    assert!(summary(&outcome).contains("0 created, 0 updated, 4 unchanged"), "{outcome}");
+    let searched: Value = app.get("AuditEvent?subtype=search-type&_count=100&_sort=-date").await.json().await.unwrap();
+    let text = searched.to_string();
+    assert!(text.contains(&format!("GET {proxy}/fhir/Observation: 200")), "{text}");
+    assert!(text.contains(&format!("GET {proxy}/fhir/Condition: 200")), "{text}");
 
     // A remote resource that is not valid R4: reported, not stored; the rest is.
     remote_put(&remote, &[heart_rate("ro1", 95), heart_rate("ro2", 96)]);
