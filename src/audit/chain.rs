@@ -23,16 +23,17 @@ fn hex(bytes: &[u8]) -> String {
 pub fn canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(members) => {
-            let mut names: Vec<&String> = members.keys().collect();
-            names.sort();
+            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push(b'{');
-            for (i, name) in names.into_iter().enumerate() {
+            for (i, (name, member)) in sorted.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                canonical(&Value::String(name.clone()), out);
+                // A name is written as the JSON string it is (escaped as serde_json escapes).
+                serde_json::to_writer(&mut *out, name).expect("writing to a Vec cannot fail");
                 out.push(b':');
-                canonical(&members[name], out);
+                canonical(member, out);
             }
             out.push(b'}');
         }
@@ -46,7 +47,7 @@ pub fn canonical(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("writing to a Vec cannot fail"),
     }
 }
 
@@ -57,9 +58,14 @@ pub fn content_hash(stored: &[u8]) -> Result<String, String> {
     if let Value::Object(members) = &mut value {
         members.remove("meta");
     }
-    let mut bytes = Vec::with_capacity(stored.len());
-    canonical(&value, &mut bytes);
-    Ok(hex(&Sha256::digest(&bytes)))
+    Ok(content_hash_of(&value))
+}
+
+/// [`content_hash`] of an event not yet stored (and without `meta`).
+pub fn content_hash_of(event: &Value) -> String {
+    let mut bytes = Vec::with_capacity(2048);
+    canonical(event, &mut bytes);
+    hex(&Sha256::digest(&bytes))
 }
 
 /// A link's own hash: SHA-256 over the previous link's hash and this event's content hash.

@@ -22,6 +22,10 @@ use crate::store::{AuditLink, Change, DynStore, WriteRequest};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// Tries of the locked append before a write of the trail fails (each lost to another node's
+/// append that came first).
+const APPEND_ATTEMPTS: u32 = 10;
+
 /// Most events one transaction writes; more wait for the next.
 const MAX_BATCH: usize = 512;
 /// Most log rows copied into resources per transaction (measured: 100 made the per-transaction
@@ -31,11 +35,30 @@ const INDEX_BATCH: u32 = 500;
 /// do not wait for it: they bring the copy up to date first).
 const INDEX_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// An event waiting to be written, and who waits for it.
+/// An event waiting to be written, and who waits for it. The event is serialised and hashed by
+/// the request that records it, in parallel with the others: the one writer task only chains
+/// and inserts.
 struct Pending {
     tenant: TenantId,
-    event: Value,
+    event: PreparedEvent,
     done: oneshot::Sender<Result<(), String>>,
+}
+
+/// An event with its id, its stored JSON and the hash of its content.
+struct PreparedEvent {
+    id: String,
+    json: Vec<u8>,
+    content_hash: String,
+}
+
+impl PreparedEvent {
+    fn new(event: Value) -> Result<PreparedEvent, String> {
+        let id = crate::rest::new_id();
+        let event = with_id(event, &id);
+        let json = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+        let content_hash = chain::content_hash_of(&event);
+        Ok(PreparedEvent { id, json, content_hash })
+    }
 }
 
 /// The handle requests record events through (cheap to clone).
@@ -85,6 +108,7 @@ impl Auditor {
     /// committed.
     pub async fn record(&self, tenant: &TenantId, event: Value) -> Result<(), String> {
         let Some(queue) = &self.queue else { return Ok(()) };
+        let event = PreparedEvent::new(event)?;
         let (done, committed) = oneshot::channel();
         queue
             .send(Pending { tenant: tenant.clone(), event, done })
@@ -109,15 +133,15 @@ impl Auditor {
         }
     }
 
-    /// Brings the tenant's AuditEvent resources up to date with what this process logged, so a
-    /// read of the trail sees every access answered before it.
+    /// Brings the tenant's AuditEvent resources up to date with the log, whichever node or
+    /// command wrote it, so a read of the trail sees every access answered before it.
     pub async fn catch_up(&self, tenant: &TenantId) -> Result<(), String> {
         let Some(indexing) = &self.indexing else { return Ok(()) };
         let _running = indexing.running.lock().await;
-        let behind = indexing.behind.lock().map(|mut set| set.remove(tenant)).unwrap_or(true);
-        if behind {
-            index_pending(&indexing.store, indexing.registry, tenant).await?;
+        if let Ok(mut behind) = indexing.behind.lock() {
+            behind.remove(tenant);
         }
+        index_pending(&indexing.store, indexing.registry, tenant).await?;
         Ok(())
     }
 }
@@ -126,6 +150,7 @@ impl Auditor {
 /// transaction per tenant, answers every waiter, and goes again.
 async fn write_events(store: DynStore, mut receiver: mpsc::Receiver<Pending>, indexing: Arc<Indexing>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut heads = Heads::new();
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut tenants: Vec<TenantId> = batch.iter().map(|p| p.tenant.clone()).collect();
         tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -133,9 +158,9 @@ async fn write_events(store: DynStore, mut receiver: mpsc::Receiver<Pending>, in
         for tenant in tenants {
             let (mine, rest): (Vec<Pending>, Vec<Pending>) = batch.drain(..).partition(|p| p.tenant == tenant);
             batch = rest;
-            let events: Vec<&Value> = mine.iter().map(|p| &p.event).collect();
+            let events: Vec<&PreparedEvent> = mine.iter().map(|p| &p.event).collect();
             let started = std::time::Instant::now();
-            let result = append(&store, &tenant, &events).await.map_err(|e| {
+            let result = append(&store, &tenant, &events, &mut heads).await.map_err(|e| {
                 tracing::error!(tenant = %tenant, error = %e, "audit events could not be written");
                 format!("the audit trail could not be written: {e}")
             });
@@ -153,38 +178,74 @@ async fn write_events(store: DynStore, mut receiver: mpsc::Receiver<Pending>, in
     }
 }
 
-/// Appends events to the tenant's log, extending its hash chain, in one transaction.
-async fn append(store: &DynStore, tenant: &TenantId, events: &[&Value]) -> Result<(), String> {
-    let mut transaction = store.begin(tenant).await.map_err(|e| e.to_string())?;
-    transaction.lock("audit-chain").await.map_err(|e| e.to_string())?;
-    let head = transaction.audit_chain_head().await.map_err(|e| e.to_string())?;
-    let (mut seq, mut prev_hash) = match head {
-        Some(link) => (link.seq, link.hash),
-        None => (0, chain::GENESIS.to_string()),
-    };
+/// The last link of each tenant's chain as this process last wrote or read it: `(seq, hash)`.
+type Heads = std::collections::HashMap<TenantId, (i64, String)>;
+
+/// The events as log rows following the link `(seq, hash)`.
+fn chain_rows(events: &[&PreparedEvent], head: &(i64, String)) -> Vec<(AuditLink, Vec<u8>)> {
+    let (mut seq, mut prev_hash) = head.clone();
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
-        let id = crate::rest::new_id();
-        let json = serde_json::to_vec(&with_id(event, &id)).map_err(|e| e.to_string())?;
-        let content_hash = chain::content_hash(&json)?;
-        let hash = chain::link_hash(&prev_hash, &content_hash);
+        let hash = chain::link_hash(&prev_hash, &event.content_hash);
         seq += 1;
-        rows.push((AuditLink { seq, id, content_hash, prev_hash, hash: hash.clone() }, json));
-        prev_hash = hash;
+        let link = AuditLink { seq, id: event.id.clone(), content_hash: event.content_hash.clone(), prev_hash, hash };
+        prev_hash = link.hash.clone();
+        rows.push((link, event.json.clone()));
     }
-    transaction.append_audit_log(&rows).await.map_err(|e| e.to_string())?;
-    transaction.commit().await.map_err(|e| e.to_string())
+    rows
+}
+
+/// Appends events to the tenant's log, extending its hash chain. When this process knows the
+/// head, one guarded statement does it; when it does not, or another writer (a node, a
+/// command) moved the head since, a transaction locks the chain and reads the head first.
+async fn append(
+    store: &DynStore,
+    tenant: &TenantId,
+    events: &[&PreparedEvent],
+    heads: &mut Heads,
+) -> Result<(), String> {
+    let last = |rows: &[(AuditLink, Vec<u8>)]| rows.last().map(|(link, _)| (link.seq, link.hash.clone()));
+    if let Some(head) = heads.get(tenant) {
+        let rows = chain_rows(events, head);
+        if store.append_audit_log_after(tenant, head.0, &rows).await.map_err(|e| e.to_string())? {
+            if let Some(new_head) = last(&rows) {
+                heads.insert(tenant.clone(), new_head);
+            }
+            return Ok(());
+        }
+        heads.remove(tenant);
+    }
+    // A fast-path writer on another node does not take the chain lock: it may take the numbers
+    // this transaction read as free between its read and its insert. Then the head is read again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut transaction = store.begin(tenant).await.map_err(|e| e.to_string())?;
+        transaction.lock("audit-chain").await.map_err(|e| e.to_string())?;
+        let head = match transaction.audit_chain_head().await.map_err(|e| e.to_string())? {
+            Some(link) => (link.seq, link.hash),
+            None => (0, chain::GENESIS.to_string()),
+        };
+        let rows = chain_rows(events, &head);
+        match transaction.append_audit_log(&rows).await {
+            Err(e) if e.is_unique_violation() && attempts < APPEND_ATTEMPTS => continue,
+            other => other.map_err(|e| e.to_string())?,
+        }
+        transaction.commit().await.map_err(|e| e.to_string())?;
+        heads.insert(tenant.clone(), last(&rows).unwrap_or(head));
+        return Ok(());
+    }
 }
 
 /// The event with its id, placed after `resourceType` as FHIR JSON usually has it.
-fn with_id(event: &Value, id: &str) -> Value {
-    let mut out = serde_json::Map::new();
-    if let Value::Object(members) = event {
-        for (name, value) in members {
-            out.insert(name.clone(), value.clone());
-            if name == "resourceType" {
-                out.insert("id".into(), Value::String(id.to_string()));
-            }
+fn with_id(event: Value, id: &str) -> Value {
+    let Value::Object(members) = event else { return event };
+    let mut out = serde_json::Map::with_capacity(members.len() + 1);
+    for (name, value) in members {
+        let is_type = name == "resourceType";
+        out.insert(name, value);
+        if is_type {
+            out.insert("id".into(), Value::String(id.to_string()));
         }
     }
     Value::Object(out)

@@ -349,6 +349,46 @@ where
         })
     }
 
+    async fn append_audit_log_after(
+        &self,
+        tenant: &TenantId,
+        head_seq: i64,
+        rows: &[(AuditLink, Vec<u8>)],
+    ) -> StoreResult<bool> {
+        if rows.is_empty() || rows.len() > AUDIT_ROWS_PER_APPEND {
+            return Ok(rows.is_empty());
+        }
+        // The guard and the primary key (tenant, seq) together keep the chain whole: a writer
+        // whose idea of the head is stale inserts nothing (or conflicts), and takes the slow path.
+        let width = 7;
+        let sql = format!(
+            "INSERT INTO audit_log (tenant, seq, id, content_hash, prev_hash, hash, json) SELECT * FROM (VALUES {}) AS v \
+             WHERE (SELECT COALESCE(MAX(seq), 0) FROM audit_log WHERE tenant = {}) = {} RETURNING seq",
+            value_tuples::<DB>(rows.len(), width),
+            placeholder::<DB>(rows.len() * width + 1),
+            placeholder::<DB>(rows.len() * width + 2),
+        );
+        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for (link, json) in rows {
+            statement = statement
+                .bind(tenant.to_string())
+                .bind(link.seq)
+                .bind(link.id.clone())
+                .bind(link.content_hash.clone())
+                .bind(link.prev_hash.clone())
+                .bind(link.hash.clone())
+                .bind(json.clone());
+        }
+        statement = statement.bind(tenant.to_string()).bind(head_seq);
+        match statement.fetch_all(&self.writes).await {
+            Ok(appended) => Ok(appended.len() == rows.len()),
+            // Another writer took the next numbers first (PostgreSQL, several nodes), or its
+            // commit came between this statement's read and write (SQLite, several processes).
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() || e.message().contains("locked") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn unchained_audit_events(&self, tenant: &TenantId, limit: u32) -> StoreResult<Vec<String>> {
         let rows = sqlx::query::<DB>(
             "SELECT r.id FROM resources r WHERE r.tenant = $1 AND r.type = 'AuditEvent' AND NOT EXISTS \
@@ -1388,6 +1428,9 @@ fn value_tuples<DB: SqlBackend>(rows: usize, width: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Most rows the audit writer appends in one guarded statement (7 bind parameters each).
+const AUDIT_ROWS_PER_APPEND: usize = 1000;
 
 /// Resource and version rows per multi-row INSERT (7 bind parameters each).
 const RESOURCE_ROWS_PER_INSERT: usize = 200;

@@ -200,6 +200,35 @@ async fn tampering_with_a_stored_event_is_caught(app: TestApp) {
     assert!(output.contains("BROKEN") && output.contains(id), "{output}");
 }
 
+/// Two server processes on one database write one chain: each writer appends after the head it
+/// last saw in one statement, and when the other moved the head meanwhile, it reads the head
+/// again under the chain lock. No event is lost, none is chained twice.
+async fn two_nodes_writing_at_once_keep_one_unbroken_chain(app: TestApp) {
+    let (_, observation) = patient_with_observation(&app).await;
+    let second = app.another_process_on_same_database().await;
+    let reads_per_node = 40;
+    let path = format!("Observation/{observation}");
+    let here = (0..reads_per_node).map(|_| app.get(&path));
+    let there = (0..reads_per_node).map(|_| {
+        let request = second.client.get(second.url(&format!("Observation/{observation}")));
+        async move { request.send().await.unwrap() }
+    });
+    let (here, there) = tokio::join!(futures_util::future::join_all(here), futures_util::future::join_all(there));
+    for response in here.into_iter().chain(there) {
+        let status = response.status();
+        assert_eq!(status, reqwest::StatusCode::OK, "{}", response.text().await.unwrap());
+    }
+
+    let tenant = kiln::access::TenantId::parse("test-clinic").unwrap();
+    let verified = kiln::audit::chain::verify(&app.state.store, &tenant).await.unwrap();
+    assert_eq!(verified.broken, None, "{verified:?}");
+    // The search brings the AuditEvent resources up to date with the whole log, the other
+    // node's rows included.
+    let reads = search(&app, &format!("AuditEvent?entity=Observation/{observation}&subtype=read&_count=100")).await;
+    assert_eq!(reads.len(), 2 * reads_per_node, "every read of both nodes is in the trail once");
+    drop(second);
+}
+
 async fn sign_ins_tokens_and_a_patients_accounting_of_disclosures(app: TestApp) {
     let (mine, observation) = patient_with_observation(&app).await;
     let (other, _) = patient_with_observation(&app).await;
@@ -261,5 +290,6 @@ crate::on_both_backends!(
     refused_requests_are_audited_too,
     the_audit_trail_cannot_be_changed_through_any_path,
     tampering_with_a_stored_event_is_caught,
+    two_nodes_writing_at_once_keep_one_unbroken_chain,
     sign_ins_tokens_and_a_patients_accounting_of_disclosures,
 );
