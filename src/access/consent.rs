@@ -219,6 +219,10 @@ impl ConsentCache {
 #[derive(Debug, Clone)]
 pub struct BrokeTheGlass(pub String);
 
+/// The purpose of use a request stated (by header or by its token): read by the audit layer.
+#[derive(Debug, Clone)]
+pub struct StatedPurpose(pub String);
+
 fn requester_of(principal: &Principal, request_purpose: Option<String>) -> Requester {
     let actor = match &principal.kind {
         PrincipalKind::Token(grant) => grant.claims.fhir_user.as_deref().map(|u| {
@@ -260,8 +264,12 @@ pub async fn apply(State(state): State<AppState>, request: Request, next: Next) 
         },
     };
     let request = Request::from_parts(parts, body);
-    let purpose = header_text(request.headers(), PURPOSE_HEADER);
-    let reason = header_text(request.headers(), BREAK_GLASS_HEADER);
+    // A header states it for one request; a token for every request of its grant.
+    let claims = principal.grant().map(|g| &g.claims);
+    let purpose = header_text(request.headers(), PURPOSE_HEADER)
+        .or_else(|| claims.and_then(|c| c.purpose_of_use.clone()).filter(|p| p != "BTG"));
+    let reason = header_text(request.headers(), BREAK_GLASS_HEADER)
+        .or_else(|| claims.and_then(|c| c.break_glass_reason.clone()));
     let writes_consent = request.method() != axum::http::Method::GET && request.uri().path().contains("Consent");
     let tenant = principal.tenant.clone();
     if let Some(reason) = reason {
@@ -277,7 +285,10 @@ pub async fn apply(State(state): State<AppState>, request: Request, next: Next) 
         response.extensions_mut().insert(BrokeTheGlass(reason));
         return response;
     }
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if let Some(purpose) = &purpose {
+        response.extensions_mut().insert(StatedPurpose(purpose.clone()));
+    }
     if writes_consent {
         state.consent.forget(&tenant);
     }

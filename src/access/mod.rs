@@ -108,7 +108,9 @@ async fn assigned_patients(
     claims: &AccessClaims,
 ) -> Result<Option<Arc<[String]>>, FhirError> {
     let Some(role) = claims.role.as_deref() else { return Ok(None) };
-    if !state.settings.assigned_patients_only(role) || parts.headers.contains_key(consent::BREAK_GLASS_HEADER) {
+    let broke_the_glass =
+        parts.headers.contains_key(consent::BREAK_GLASS_HEADER) || claims.break_glass_reason.is_some();
+    if !state.settings.assigned_patients_only(role) || broke_the_glass {
         return Ok(None);
     }
     match claims.fhir_user.as_deref() {

@@ -234,7 +234,8 @@ fn agents(actor: &Actor, origin: &Origin) -> Vec<Value> {
 }
 
 /// An AuditEvent: `entities` are `entity` elements (see [`resource_entity`], [`patient_entity`],
-/// [`query_entity`]); `purpose` is a v3-ActReason code with its free-text reason.
+/// [`query_entity`]); `purpose` is a v3-ActReason code with its free-text reason (none when
+/// empty).
 pub fn audit_event(
     kind: &Kind,
     actor: &Actor,
@@ -265,10 +266,11 @@ pub fn audit_event(
         event.insert("outcomeDesc".into(), json!(description));
     }
     if let Some((code, reason)) = purpose {
-        event.insert(
-            "purposeOfEvent".into(),
-            json!([{"coding": [{"system": ACT_REASON, "code": code}], "text": reason}]),
-        );
+        let mut purpose = json!({"coding": [{"system": ACT_REASON, "code": code}]});
+        if !reason.is_empty() {
+            purpose["text"] = json!(reason);
+        }
+        event.insert("purposeOfEvent".into(), json!([purpose]));
     }
     event.insert("agent".into(), Value::Array(agents(actor, origin)));
     event.insert(

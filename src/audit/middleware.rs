@@ -241,6 +241,12 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
     });
     let description = (!status.is_success()).then(|| format!("HTTP {}", status.as_u16()));
     let broke_the_glass = response_parts.extensions.get::<crate::access::consent::BrokeTheGlass>().map(|b| b.0.clone());
+    let stated = response_parts.extensions.get::<crate::access::consent::StatedPurpose>().map(|p| p.0.clone());
+    let purpose = match (&broke_the_glass, &stated) {
+        (Some(reason), _) => Some(("BTG", reason.as_str())),
+        (None, Some(code)) => Some((code.as_str(), "")),
+        (None, None) => None,
+    };
     let event = event::audit_event(
         &kind,
         &Actor::of_principal(Some(&principal)),
@@ -248,7 +254,7 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
         Outcome::of_status(status.as_u16()),
         description.as_deref(),
         disclosure.entities(query_text.as_deref()),
-        broke_the_glass.as_deref().map(|reason| ("BTG", reason)),
+        purpose,
     );
     match state.audit.record(&principal.tenant, event).await {
         Ok(()) => Response::from_parts(response_parts, Body::from(bytes)),

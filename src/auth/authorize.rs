@@ -18,7 +18,7 @@ use super::tokens::Grant;
 use crate::app::AppState;
 
 /// The parameters of an authorization request, in the order they are carried through the pages.
-const REQUEST_PARAMETERS: [&str; 10] = [
+const REQUEST_PARAMETERS: [&str; 12] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -29,6 +29,8 @@ const REQUEST_PARAMETERS: [&str; 10] = [
     "code_challenge_method",
     "launch",
     "nonce",
+    "purpose_of_use",
+    "break_glass_reason",
 ];
 
 type Form = Vec<(String, String)>;
@@ -46,6 +48,9 @@ struct Checked {
     code_challenge: String,
     launch: Option<String>,
     nonce: Option<String>,
+    /// The stated purpose of use (v3 ActReason) and, with `BTG`, the reason.
+    purpose_of_use: Option<String>,
+    break_glass_reason: Option<String>,
     /// The request's own parameters, to carry through the sign-in, picker and consent forms.
     carried: Form,
 }
@@ -124,6 +129,20 @@ async fn check(state: &AppState, form: &Form) -> Result<Checked, Refusal> {
     if requested.contains(&Scope::Launch) && launch.is_none() {
         return fail("invalid_request", "the launch scope needs the launch parameter of an EHR launch");
     }
+    let purpose_of_use = first(form, "purpose_of_use").map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
+    let break_glass_reason =
+        first(form, "break_glass_reason").map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
+    match (purpose_of_use.as_deref(), &break_glass_reason) {
+        (Some(code), _) if !code.chars().all(|c| c.is_ascii_uppercase()) || code.len() > 20 => {
+            return fail("invalid_request", "purpose_of_use is a v3 ActReason code, e.g. TREAT or BTG");
+        }
+        (Some("BTG"), None) => return fail("invalid_request", "purpose_of_use BTG needs a break_glass_reason"),
+        (Some(code), Some(_)) if code != "BTG" => {
+            return fail("invalid_request", "break_glass_reason goes with purpose_of_use BTG");
+        }
+        (None, Some(_)) => return fail("invalid_request", "break_glass_reason goes with purpose_of_use BTG"),
+        _ => {}
+    }
     let carried = REQUEST_PARAMETERS
         .iter()
         .filter_map(|name| first(form, name).map(|value| (name.to_string(), value.to_string())))
@@ -135,6 +154,8 @@ async fn check(state: &AppState, form: &Form) -> Result<Checked, Refusal> {
         code_challenge: code_challenge.to_string(),
         launch,
         nonce: first(form, "nonce").map(str::to_string),
+        purpose_of_use,
+        break_glass_reason,
         client,
         carried,
     })
@@ -265,7 +286,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, form: Form) -> Respons
         hidden.push(("patient".into(), patient.clone()));
     }
     let banner = match &patient {
-        Some(id) => super::launcher::patient_row(state, &session.user.tenant, id)
+        Some(id) => super::launcher::patient_row(state, &session.user.tenant, &super::launcher::Pickable::All, id)
             .await
             .map(|row| pages::PatientBanner { name: row.name, birth_date: row.birth_date, mrn: row.mrn }),
         None => None,
@@ -305,8 +326,9 @@ async fn picker(state: &AppState, session: &Session, checked: &Checked, form: &F
     let field = |name| first(form, name).unwrap_or("").trim().to_string();
     let (name, birth_date, mrn) = (field("name"), field("birthdate"), field("mrn"));
     let searched = !(name.is_empty() && birth_date.is_empty() && mrn.is_empty());
+    let pickable = super::launcher::pickable(state, &session.user, checked.break_glass_reason.is_some()).await;
     let results = if searched {
-        super::launcher::find_patients(state, &session.user.tenant, &name, &birth_date, &mrn).await
+        super::launcher::find_patients(state, &session.user.tenant, &pickable, &name, &birth_date, &mrn).await
     } else {
         Vec::new()
     };
@@ -378,6 +400,12 @@ async fn issue_code(
     if session.user.tenant != checked.client.tenant {
         return Err(("access_denied", "the app is registered with another clinic".into()));
     }
+    if checked.break_glass_reason.is_some()
+        && !crate::access::consent::BREAK_GLASS_ROLES.contains(&session.user.role.as_str())
+    {
+        let roles = crate::access::consent::BREAK_GLASS_ROLES.join(", ");
+        return Err(("access_denied", format!("only these roles may break the glass: {roles}")));
+    }
     let patient_user = own_patient(state, session).await;
     let offered = grantable(checked, patient_user.is_some());
     let granted: ScopeSet = offered.iter().filter(|scope| ticked.contains(&scope.to_string())).cloned().collect();
@@ -403,8 +431,9 @@ async fn issue_code(
         && let Some(chosen) = first(form, "patient")
         && may_find_patients(session)
     {
-        if super::launcher::patient_row(state, &session.user.tenant, chosen).await.is_none() {
-            return Err(("invalid_request", "the chosen patient does not exist".into()));
+        let pickable = super::launcher::pickable(state, &session.user, checked.break_glass_reason.is_some()).await;
+        if super::launcher::patient_row(state, &session.user.tenant, &pickable, chosen).await.is_none() {
+            return Err(("invalid_request", "the chosen patient does not exist or is not in your care".into()));
         }
         patient = Some(chosen.to_string());
     }
@@ -438,6 +467,8 @@ async fn issue_code(
         session: (granted.contains(&Scope::OnlineAccess) && !granted.contains(&Scope::OfflineAccess))
             .then(|| session.id.clone()),
         auth_time: session.started,
+        purpose_of_use: checked.purpose_of_use.clone(),
+        break_glass_reason: checked.break_glass_reason.clone(),
     };
     let code = random_token(32);
     let record = SecretRecord {

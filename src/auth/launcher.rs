@@ -1,13 +1,15 @@
 //! The EHR side of a SMART launch (SMART App Launch 2.2 "EHR launch"): a signed-in clinician
 //! finds a patient (and optionally an encounter) and launches a registered app, which is sent
-//! to its launch URL with `iss` and an opaque, single-use `launch` id. Also the page where a
-//! user sees and revokes the apps they authorised.
+//! to its launch URL with `iss` and an opaque, single-use `launch` id. A user whose role reaches
+//! only the patients in their care finds and picks only those. Also the page where a user sees
+//! and revokes the apps they authorised.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::pages::{
     self, AppRow, ConnectedApp, ConnectedAppsPage, EncounterRow, LauncherPage, PatientRow, SelectedPatient,
@@ -85,9 +87,59 @@ fn to_row(patient: &Value) -> PatientRow {
     }
 }
 
-/// Patients of `tenant` matching the given name, birth date and MRN (any given may be empty).
-pub async fn find_patients(state: &AppState, tenant: &str, name: &str, birth_date: &str, mrn: &str) -> Vec<PatientRow> {
+/// The patients a user may find and pick (the picker, the launcher).
+#[derive(Debug, Clone)]
+pub enum Pickable {
+    /// Every patient of the clinic.
+    All,
+    /// Only these: a role limited to assigned patients (`assigned_patients_roles`).
+    Only(Arc<[String]>),
+}
+
+impl Pickable {
+    fn allows(&self, patient: &str) -> bool {
+        match self {
+            Pickable::All => true,
+            Pickable::Only(patients) => patients.iter().any(|p| p == patient),
+        }
+    }
+}
+
+/// What `user` may pick: the patients in their care when their role is limited to those (the
+/// same care relationships the FHIR API confines them to), unless they broke the glass.
+pub async fn pickable(state: &AppState, user: &super::store::UserRecord, broke_the_glass: bool) -> Pickable {
+    if broke_the_glass || !state.settings.assigned_patients_only(&user.role) {
+        return Pickable::All;
+    }
+    let (Ok(tenant), Some(clinician)) = (TenantId::parse(&user.tenant), user.fhir_user.as_deref()) else {
+        return Pickable::Only(Arc::from([]));
+    };
+    match state.assignments.patients_of(&state.store, &tenant, clinician).await {
+        Ok(patients) => Pickable::Only(patients),
+        Err(e) => {
+            tracing::warn!(error = %e, "the patients in a user's care could not be read");
+            Pickable::Only(Arc::from([]))
+        }
+    }
+}
+
+/// Patients of `tenant` matching the given name, birth date and MRN (any given may be empty),
+/// among those `pickable`.
+pub async fn find_patients(
+    state: &AppState,
+    tenant: &str,
+    pickable: &Pickable,
+    name: &str,
+    birth_date: &str,
+    mrn: &str,
+) -> Vec<PatientRow> {
     let mut params = vec![("_count".to_string(), PATIENT_MATCHES.to_string())];
+    if let Pickable::Only(patients) = pickable {
+        if patients.is_empty() {
+            return Vec::new();
+        }
+        params.push(("_id".to_string(), patients.join(",")));
+    }
     for (param, value) in [("name", name), ("birthdate", birth_date), ("identifier", mrn)] {
         if !value.is_empty() {
             params.push((param.to_string(), value.to_string()));
@@ -96,8 +148,11 @@ pub async fn find_patients(state: &AppState, tenant: &str, name: &str, birth_dat
     search(state, tenant, "Patient", params).await.iter().map(to_row).collect()
 }
 
-/// One patient of `tenant`, if it exists.
-pub async fn patient_row(state: &AppState, tenant: &str, id: &str) -> Option<PatientRow> {
+/// One patient of `tenant`, if it exists and may be picked.
+pub async fn patient_row(state: &AppState, tenant: &str, pickable: &Pickable, id: &str) -> Option<PatientRow> {
+    if !pickable.allows(id) {
+        return None;
+    }
     let found = search(state, tenant, "Patient", vec![("_id".into(), id.to_string())]).await;
     found.first().map(to_row)
 }
@@ -153,13 +208,14 @@ pub async fn launcher_page(State(state): State<AppState>, headers: HeaderMap, Ra
     let field = |name: &str| query.get(name).map(|v| v.trim().to_string()).unwrap_or_default();
     let (name, birth_date, mrn) = (field("name"), field("birthdate"), field("mrn"));
     let tenant = session.user.tenant.clone();
+    let pickable = pickable(&state, &session.user, false).await;
     let results = if name.is_empty() && birth_date.is_empty() && mrn.is_empty() {
         Vec::new()
     } else {
-        find_patients(&state, &tenant, &name, &birth_date, &mrn).await
+        find_patients(&state, &tenant, &pickable, &name, &birth_date, &mrn).await
     };
     let selected = match query.get("patient") {
-        Some(id) => match patient_row(&state, &tenant, id).await {
+        Some(id) => match patient_row(&state, &tenant, &pickable, id).await {
             Some(row) => Some(SelectedPatient {
                 encounters: encounters(&state, &tenant, &row.id).await,
                 id: row.id,
@@ -219,8 +275,12 @@ pub async fn launch(State(state): State<AppState>, headers: HeaderMap, body: axu
     let Some(patient) = form.get("patient").filter(|p| !p.is_empty()) else {
         return error_page(StatusCode::BAD_REQUEST, "No patient", "Choose a patient before launching an app.");
     };
-    if patient_row(&state, &tenant, patient).await.is_none() {
-        return error_page(StatusCode::BAD_REQUEST, "No such patient", "The chosen patient does not exist.");
+    if patient_row(&state, &tenant, &pickable(&state, &session.user, false).await, patient).await.is_none() {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "No such patient",
+            "The chosen patient does not exist, or is not in your care.",
+        );
     }
     let encounter = form.get("encounter").filter(|e| !e.is_empty()).cloned();
     if let Some(encounter) = &encounter

@@ -351,6 +351,8 @@ async fn issue(
         encounter: grant.encounter.clone(),
         fhir_user: grant.fhir_user.clone(),
         role: grant.role.clone(),
+        purpose_of_use: grant.purpose_of_use.clone(),
+        break_glass_reason: grant.break_glass_reason.clone(),
     };
     let access_token = state.auth.sign(&claims).map_err(OAuthError::server)?;
     let mut answer = json!({
@@ -390,7 +392,12 @@ async fn issue(
         };
         answer["id_token"] = json!(state.auth.sign(&id_claims).map_err(OAuthError::server)?);
     }
-    if grant.user_id.is_some() && (scopes.contains(&Scope::OfflineAccess) || scopes.contains(&Scope::OnlineAccess)) {
+    // Broken glass lasts one access token: it is not renewed without the user asking again.
+    let renewable = grant.break_glass_reason.is_none();
+    if renewable
+        && grant.user_id.is_some()
+        && (scopes.contains(&Scope::OfflineAccess) || scopes.contains(&Scope::OnlineAccess))
+    {
         let refresh_token = random_token(32);
         let record = SecretRecord {
             family: family.to_string(),

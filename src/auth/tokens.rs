@@ -34,6 +34,12 @@ pub struct Grant {
     pub session: Option<String>,
     #[serde(default)]
     pub auth_time: i64,
+    /// The purpose of use the user stated when authorizing (a v3 ActReason code), and with
+    /// `BTG` the reason for breaking the glass: carried by every token of the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_reason: Option<String>,
 }
 
 /// The claims of a Kiln access token.
@@ -59,6 +65,14 @@ pub struct AccessClaims {
     pub fhir_user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The grant's purpose of use (v3 ActReason), as the `X-Purpose-Of-Use` header states it
+    /// for one request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use: Option<String>,
+    /// With purpose `BTG`: the reason the glass was broken, as the `X-Break-Glass-Reason`
+    /// header gives it for one request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_reason: Option<String>,
 }
 
 /// OpenID Connect ID token claims (OIDC Core §2), with SMART's `fhirUser`.

@@ -5,8 +5,12 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
-use crate::smart::staff_client;
+use kiln::auth::accounts::ClientKind;
+
+use crate::helpers::{TestApp, register_app};
+use crate::smart::{
+    Browser, REDIRECT, authorize_url, exchange_code, location, query_of, sign_in_and_allow, staff_client,
+};
 
 /// A signed-in clinician's token (role and FHIR user from the account) and their Practitioner.
 async fn clinician(app: &TestApp, username: &str, role: &str) -> (Client, String) {
@@ -119,6 +123,54 @@ async fn a_patients_consent_withholds_records_and_the_glass_can_be_broken(app: T
         crate::helpers::kiln_cli(&app, &["audit", "report", "--from", &day, "--to", &day, "--break-glass"], &[]);
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(text.contains("unconscious patient in the emergency room") && text.contains("events: 1 "), "{text}");
+
+    // The glass broken for a whole authorization: the purpose of use and the reason go in the
+    // authorization request; every request of its token breaks the glass and says why, and the
+    // token is not renewed (no refresh token, though offline_access was asked for).
+    let scope = "openid fhirUser offline_access user/*.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let with_purpose = |purpose: &[(&str, &str)]| {
+        let extra = form_urlencoded::Serializer::new(String::new()).extend_pairs(purpose).finish();
+        format!("{}&{extra}", authorize_url(&app, &client_id, scope, &app.base))
+    };
+    let reason = "cardiac arrest, no history available";
+    let emergency = with_purpose(&[("purpose_of_use", "BTG"), ("break_glass_reason", reason)]);
+    let back = sign_in_and_allow(&mut Browser::new(&app), &emergency, "nurse").await;
+    let token = exchange_code(&app, &back, &client_id).await;
+    assert!(token.get("refresh_token").is_none(), "{token}");
+    let emergency_client = crate::helpers::authorized_client(token["access_token"].as_str().unwrap());
+    let read = emergency_client.get(url(&format!("Observation/{observation}"))).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let events: Value =
+        app.get(&format!("AuditEvent?entity=Observation/{observation}&_count=50")).await.json().await.unwrap();
+    assert!(
+        events["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "BTG"
+                && e["resource"]["purposeOfEvent"][0]["text"] == reason),
+        "{events}"
+    );
+    // A role that may not break the glass is refused at the consent step; BTG needs a reason,
+    // and a reason needs BTG.
+    let refused = sign_in_and_allow(&mut Browser::new(&app), &emergency, "desk").await;
+    assert_eq!(query_of(&refused)["error"], "access_denied", "{refused}");
+    for purpose in [vec![("purpose_of_use", "BTG")], vec![("purpose_of_use", "TREAT"), ("break_glass_reason", "x")]] {
+        let answer = Browser::new(&app).get(&with_purpose(&purpose)).await;
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        assert_eq!(query_of(&location(&answer))["error"], "invalid_request", "{purpose:?}");
+    }
+    // Another stated purpose is recorded as the purpose of the event.
+    let treating = with_purpose(&[("purpose_of_use", "TREAT")]);
+    let back = sign_in_and_allow(&mut Browser::new(&app), &treating, "doc").await;
+    let token = exchange_code(&app, &back, &client_id).await;
+    let treating_client = crate::helpers::authorized_client(token["access_token"].as_str().unwrap());
+    let read = treating_client.get(url(&format!("Condition/{condition}"))).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let events: Value =
+        app.get(&format!("AuditEvent?entity=Condition/{condition}&_count=50")).await.json().await.unwrap();
+    assert!(events.to_string().contains("\"code\":\"TREAT\""), "{events}");
 
     // Withdrawn, the consent no longer withholds anything.
     let mut withdrawn: Value = app.get(&format!("Consent/{consent}")).await.json().await.unwrap();

@@ -120,7 +120,7 @@ pub fn location(response: &reqwest::Response) -> String {
     response.headers().get("location").expect("a redirect").to_str().unwrap().to_string()
 }
 
-fn query_of(url: &str) -> HashMap<String, String> {
+pub fn query_of(url: &str) -> HashMap<String, String> {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
     form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
@@ -712,7 +712,7 @@ pub async fn exchange_code(app: &TestApp, back: &str, client_id: &str) -> Value 
 }
 
 async fn clinicians_pick_a_patient_and_roles_bound_user_tokens(app: TestApp) {
-    let (a, _, oa, _) = two_patients(&app).await;
+    let (a, b, oa, _) = two_patients(&app).await;
     staff_user(&app, "nurse", "nurse").await;
     // The nurse cares for Alpha (nurses reach only the patients in their care).
     let nurse_practitioner = app.state.store.user_by_name("nurse").await.unwrap().unwrap().fhir_user.unwrap();
@@ -740,6 +740,19 @@ async fn clinicians_pick_a_patient_and_roles_bound_user_tokens(app: TestApp) {
         .filter(|(n, _)| !matches!(n.as_str(), "patient" | "name" | "birthdate" | "mrn"))
         .collect();
     choose.dedup();
+    // Beta is not in the nurse's care: the picker does not find her, and choosing her anyway
+    // (a hand-made form) is refused.
+    let beta_search = search.iter().map(|(n, v)| (n.clone(), if n == "name" { "Beta".into() } else { v.clone() }));
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(beta_search).finish();
+    let results = browser.get(&format!("/auth/authorize?{query}")).await.text().await.unwrap();
+    assert!(!results.contains(&b) && results.contains("name=\"birthdate\""), "Beta is not offered: {results}");
+    let mut stranger = choose.clone();
+    stranger.push(("patient".into(), b.clone()));
+    let consent = browser.post("/auth/authorize", &stranger).await.text().await.unwrap();
+    let mut form = form_fields(&consent);
+    form.push(("decision".into(), "allow".into()));
+    let refused = location(&browser.post("/auth/consent", &form).await);
+    assert_eq!(query_of(&refused)["error"], "invalid_request", "{refused}");
     choose.push(("patient".into(), a.clone()));
     let consent = browser.post("/auth/authorize", &choose).await.text().await.unwrap();
     assert!(consent.contains("value=\"allow\""), "{consent}");
