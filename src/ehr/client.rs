@@ -583,6 +583,33 @@ mod tests {
         assert!(encoding_key("x", jsonwebtoken::Algorithm::HS256).unwrap_err().contains("RS384 or ES384"));
     }
 
+    #[tokio::test]
+    async fn a_remote_failing_five_calls_in_a_row_is_paused_without_being_called() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let hits = Arc::new(AtomicU32::new(0));
+        let counter = hits.clone();
+        let down = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], "down for maintenance")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, down).await.unwrap() });
+        let remote = RemoteEhr::new(&base, Credentials::None, "", &ClientOptions::default()).unwrap();
+        for _ in 0..BREAKER_FAILURES {
+            let answer = remote.get("Patient").await;
+            assert!(matches!(answer, Err(RemoteError::Status { status: 503, .. })), "{answer:?}");
+        }
+        let tried = BREAKER_FAILURES * (RETRIES + 1);
+        assert_eq!(hits.load(Ordering::SeqCst), tried, "each call was tried, then retried three times");
+        let paused = remote.get("Patient").await;
+        assert!(matches!(paused, Err(RemoteError::CircuitOpen(_))), "{paused:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), tried, "the paused remote was not called");
+    }
+
     #[test]
     fn credentials_never_print_their_secrets() {
         let credentials = Credentials::ClientSecret { client_id: "c".into(), secret: "hunter2".into() };
