@@ -360,26 +360,16 @@ where
         }
         // The guard and the primary key (tenant, seq) together keep the chain whole: a writer
         // whose idea of the head is stale inserts nothing (or conflicts), and takes the slow path.
-        let width = 7;
+        let width = AUDIT_LOG_WIDTH;
         let sql = format!(
-            "INSERT INTO audit_log (tenant, seq, id, content_hash, prev_hash, hash, json) SELECT * FROM (VALUES {}) AS v \
+            "INSERT INTO audit_log ({AUDIT_LOG_COLUMNS}) SELECT * FROM (VALUES {}) AS v \
              WHERE (SELECT COALESCE(MAX(seq), 0) FROM audit_log WHERE tenant = {}) = {} RETURNING seq",
             value_tuples::<DB>(rows.len(), width),
             placeholder::<DB>(rows.len() * width + 1),
             placeholder::<DB>(rows.len() * width + 2),
         );
-        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-        for (link, json) in rows {
-            statement = statement
-                .bind(tenant.to_string())
-                .bind(link.seq)
-                .bind(link.id.clone())
-                .bind(link.content_hash.clone())
-                .bind(link.prev_hash.clone())
-                .bind(link.hash.clone())
-                .bind(json.clone());
-        }
-        statement = statement.bind(tenant.to_string()).bind(head_seq);
+        let statement = bind_audit_rows(sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)), &tenant.to_string(), rows);
+        let statement = statement.bind(tenant.to_string()).bind(head_seq);
         match statement.fetch_all(&self.writes).await {
             Ok(appended) => Ok(appended.len() == rows.len()),
             // Another writer took the next numbers first (PostgreSQL, several nodes), or its
@@ -1098,31 +1088,11 @@ where
 
     async fn append_audit_log(&mut self, rows: &[(AuditLink, Vec<u8>)]) -> StoreResult<()> {
         for chunk in rows.chunks(500) {
-            let mut sql =
-                String::from("INSERT INTO audit_log (tenant, seq, id, content_hash, prev_hash, hash, json) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                if DB::POSITIONAL_PARAMETERS {
-                    sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
-                } else {
-                    let b = i * 7;
-                    let numbered: Vec<String> = (1..=7).map(|n| format!("${}", b + n)).collect();
-                    sql.push_str(&format!("({})", numbered.join(", ")));
-                }
-            }
-            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-            for (link, json) in chunk {
-                statement = statement
-                    .bind(self.tenant.clone())
-                    .bind(link.seq)
-                    .bind(link.id.clone())
-                    .bind(link.content_hash.clone())
-                    .bind(link.prev_hash.clone())
-                    .bind(link.hash.clone())
-                    .bind(json.clone());
-            }
+            let sql = format!(
+                "INSERT INTO audit_log ({AUDIT_LOG_COLUMNS}) VALUES {}",
+                value_tuples::<DB>(chunk.len(), AUDIT_LOG_WIDTH)
+            );
+            let statement = bind_audit_rows(sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)), &self.tenant, chunk);
             statement.execute(&mut *self.tx).await?;
         }
         Ok(())
@@ -1495,6 +1465,35 @@ where
         SqlArg::Int(v) => statement.bind(v),
         SqlArg::Real(v) => statement.bind(v),
     }
+}
+
+/// The columns of an `audit_log` row, in the order [`bind_audit_rows`] binds them.
+const AUDIT_LOG_COLUMNS: &str = "tenant, seq, id, content_hash, prev_hash, hash, json";
+const AUDIT_LOG_WIDTH: usize = 7;
+
+/// Binds audit log rows of `tenant`, one `VALUES` tuple each, in [`AUDIT_LOG_COLUMNS`] order.
+fn bind_audit_rows<'q, DB>(
+    mut statement: Statement<'q, DB>,
+    tenant: &str,
+    rows: &[(AuditLink, Vec<u8>)],
+) -> Statement<'q, DB>
+where
+    DB: Database,
+    for<'e> i64: Encode<'e, DB> + Type<DB>,
+    for<'e> String: Encode<'e, DB> + Type<DB>,
+    for<'e> Vec<u8>: Encode<'e, DB> + Type<DB>,
+{
+    for (link, json) in rows {
+        statement = statement
+            .bind(tenant.to_string())
+            .bind(link.seq)
+            .bind(link.id.clone())
+            .bind(link.content_hash.clone())
+            .bind(link.prev_hash.clone())
+            .bind(link.hash.clone())
+            .bind(json.clone());
+    }
+    statement
 }
 
 /// Binds a value, or a typed NULL (index columns that can be NULL are all text).

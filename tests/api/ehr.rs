@@ -561,6 +561,23 @@ fn remote_put(remote: &RemoteKiln, resources: &[Value]) {
     remote.kiln(&["import", "--quiet", "--journal", journal.to_str().unwrap(), file.to_str().unwrap()]);
 }
 
+/// Ann Alpha's record at the remote (her Patient `rp1` and an Encounter `re1`), and more.
+fn ann_at_the_remote(more: impl IntoIterator<Item = Value>) -> Vec<Value> {
+    let mut record = vec![
+        json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
+        json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "Patient/rp1"}, "period": {"start": "2025-01-01T09:00:00Z", "end": "2025-01-01T11:00:00Z"}}),
+    ];
+    record.extend(more);
+    record
+}
+
+/// Ann Alpha as the local clinic knows her (she matches the remote's `rp1`).
+fn local_ann() -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})
+}
+
 fn heart_rate(id: &str, value: u32) -> Value {
     json!({"resourceType": "Observation", "id": id, "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
@@ -584,17 +601,13 @@ async fn a_linked_record_is_pulled_atomically_and_again_without_duplicates(app: 
     let (remote, endpoint, _work) = registered_remote(&app, vec![], "system/*.rs").await;
     remote_put(
         &remote,
-        &[
-            json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
-            json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                "subject": {"reference": "Patient/rp1"}, "period": {"start": "2025-01-01T09:00:00Z", "end": "2025-01-01T11:00:00Z"}}),
+        &ann_at_the_remote([
             heart_rate("ro1", 72),
             heart_rate("ro2", 80),
             json!({"resourceType": "Condition", "id": "rc1", "code": {"text": "asthma"}, "subject": {"reference": "Patient/rp1"}}),
-        ],
+        ]),
     );
-    let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
+    let ann = app.create(&local_ann()).await;
 
     // Not linked yet: refused, nothing written; a parameter it does not define is refused too.
     let refused = pull(&app, &ann).await;
@@ -864,15 +877,11 @@ async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestAp
     let remote = RemoteKiln::start().await;
     remote_put(
         &remote,
-        &[
-            json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
-            json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                "subject": {"reference": "Patient/rp1"}}),
+        &ann_at_the_remote([
             heart_rate("ro1", 72),
             heart_rate("ro2", 80),
             json!({"resourceType": "Condition", "id": "rc1", "code": {"text": "asthma"}, "subject": {"reference": "Patient/rp1"}}),
-        ],
+        ]),
     );
     let faults: Faults = Default::default();
     let proxy = start_proxy(remote.base.trim_end_matches("/fhir").to_string(), faults.clone()).await;
@@ -882,7 +891,7 @@ async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestAp
     let added = add_remote(&app, work.path(), &format!("{proxy}/fhir"), &client_id, &private_pem, "system/*.rs");
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let endpoint = String::from_utf8(added.stdout).unwrap().trim().to_string();
-    let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
+    let ann = app.create(&local_ann()).await;
     let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
     let linked: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
     assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked", "{linked}");
@@ -965,17 +974,8 @@ async fn pulls_survive_a_misbehaving_remote_and_store_all_or_nothing(app: TestAp
 
 async fn kiln_ehr_sync_re_pulls_linked_patients_once_across_runners(app: TestApp) {
     let (remote, endpoint, _work) = registered_remote(&app, vec![], "system/*.rs").await;
-    remote_put(
-        &remote,
-        &[
-            json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
-            json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                "subject": {"reference": "Patient/rp1"}}),
-            heart_rate("ro1", 72),
-        ],
-    );
-    let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
+    remote_put(&remote, &ann_at_the_remote([heart_rate("ro1", 72)]));
+    let ann = app.create(&local_ann()).await;
     let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
     let linked: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
     assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked");
@@ -1036,23 +1036,14 @@ async fn kiln_ehr_sync_re_pulls_linked_patients_once_across_runners(app: TestApp
 
 async fn a_serving_node_re_pulls_on_the_remote_schedule(app: TestApp) {
     let remote = RemoteKiln::start().await;
-    remote_put(
-        &remote,
-        &[
-            json!({"resourceType": "Patient", "id": "rp1", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"}),
-            json!({"resourceType": "Encounter", "id": "re1", "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                "subject": {"reference": "Patient/rp1"}}),
-            heart_rate("ro1", 72),
-        ],
-    );
+    remote_put(&remote, &ann_at_the_remote([heart_rate("ro1", 72)]));
     let (private_pem, jwks) = es384_key_pair("kiln-1");
     let client_id = remote.register_backend(&jwks);
     let mut parameters = backend_parameters(&remote.base, &client_id, &private_pem);
     parameters.push(json!({"name": "syncEvery", "valueInteger": 3600}));
     let created: Value = register(&app, &parameters).await.json().await.unwrap();
     let endpoint = created["id"].as_str().unwrap().to_string();
-    let ann = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Alpha", "given": ["Ann"]}], "birthDate": "1980-01-01"})).await;
+    let ann = app.create(&local_ann()).await;
     let endpoint_param = json!({"name": "endpoint", "valueReference": {"reference": format!("Endpoint/{endpoint}")}});
     let linked: Value = link(&app, &ann, json!([endpoint_param])).await.json().await.unwrap();
     assert_eq!(param(&linked, "outcome").unwrap()["valueCode"], "linked");
