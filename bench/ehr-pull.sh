@@ -38,7 +38,7 @@ wait_healthy() {
 # The remote, with the record.
 REMOTE_PORT="$(free_port)"
 REMOTE_DB="sqlite://$TMP/remote.db"
-KILN_DATABASE_URL="$REMOTE_DB" KILN_LISTEN="127.0.0.1:$REMOTE_PORT" KILN_LOG=warn \
+KILN_DATABASE_URL="$REMOTE_DB" KILN_LISTEN="127.0.0.1:$REMOTE_PORT" KILN_LOG=warn KILN_CLIENT_CREDENTIALS_WITH_SECRET=true \
     KILN_RATE_LIMIT_IP_PER_SEC=0 KILN_RATE_LIMIT_USER_PER_SEC=0 "$KILN" serve >"$TMP/remote.log" 2>&1 &
 PIDS+=($!)
 wait_healthy "$REMOTE_PORT"

@@ -43,6 +43,11 @@ pub struct Settings {
     /// Lets requests without a token act as the default tenant with full access. For local
     /// development only: never in a deployment that holds real records.
     pub open_access_for_development: bool,
+    /// Whether `client_credentials` also accepts a confidential-symmetric client's secret
+    /// (OAuth 2.0 §4.4) besides the signed assertion SMART Backend Services asks for.
+    pub client_credentials_with_secret: bool,
+    /// Whether a client's `jwks_uri` may resolve to a private or local address (development).
+    pub client_jwks_from_private_addresses: bool,
     /// Records every access in the audit trail. Off only to measure what auditing costs.
     pub audit: bool,
     /// Lifetime of access tokens (at most an hour).
@@ -176,6 +181,8 @@ impl Settings {
             .set_default("request_timeout_secs", 60)?
             .set_default("log", "info")?
             .set_default("open_access_for_development", false)?
+            .set_default("client_credentials_with_secret", false)?
+            .set_default("client_jwks_from_private_addresses", false)?
             .set_default("audit", true)?
             .set_default("access_token_lifetime_secs", 3600)?
             .set_default("refresh_token_lifetime_secs", 30 * 24 * 3600)?

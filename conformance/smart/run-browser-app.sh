@@ -112,6 +112,9 @@ else
 fi
 export KILN_DATABASE_URL="$DATABASE_URL"
 export KILN_LISTEN="127.0.0.1:$KILN_PORT"
+# The data is seeded by a script with a client secret, which client_credentials takes only when
+# configured to (backend services otherwise sign an assertion; docs/smart.md).
+export KILN_CLIENT_CREDENTIALS_WITH_SECRET=true
 export KILN_BASE_URL="$FHIR_BASE"
 LOG="$TMP/kiln.log"
 

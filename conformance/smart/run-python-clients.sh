@@ -72,6 +72,9 @@ esac
 PORT="$(free_port)"
 export KILN_DATABASE_URL="$DATABASE_URL"
 export KILN_LISTEN="127.0.0.1:$PORT"
+# The data is seeded by a script with a client secret, which client_credentials takes only when
+# configured to (backend services otherwise sign an assertion; docs/smart.md).
+export KILN_CLIENT_CREDENTIALS_WITH_SECRET=true
 export KILN_BASE_URL="http://127.0.0.1:$PORT/fhir"
 LOG="$TMP/kiln.log"
 

@@ -1,10 +1,12 @@
 //! The access policy (SMART App Launch 2.2 "Scopes and Launch Context", docs/smart.md): what a
 //! principal's scopes allow on a resource type, and the restriction that follows. `system/` and
 //! `user/` scopes act on the whole clinic; `patient/` scopes are confined to the launch patient's
-//! compartment (R4 compartmentdefinition-patient); granular scopes add their search filter.
+//! compartment (R4 compartmentdefinition-patient); granular scopes add their search filters
+//! (several granular scopes for one type: a resource matching any one of them).
 //! Users whose role reaches only assigned patients are confined to those patients'
 //! compartments (`assignments`). Reads outside the allowed set answer 403; searches simply leave
-//! such resources out.
+//! such resources out. Writes by a confined principal are checked inside their own transaction,
+//! before and after: what they change must be within reach, and so must what they leave.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,8 +15,10 @@ use super::Principal;
 use crate::app::AppState;
 use crate::auth::scopes::{Allowed, Context, Filter};
 use crate::error::FhirError;
+use crate::fhir::registry::ResourceType;
 use crate::rest::QueryParams;
 use crate::search::query::{self, SearchQuery};
+use crate::store::StoreTransaction;
 
 pub use crate::auth::scopes::Interaction;
 
@@ -23,10 +27,10 @@ pub use crate::auth::scopes::Interaction;
 pub enum Restriction {
     Unrestricted,
     /// Only resources in the compartment of one of `patients` (when set: the launch patient, or
-    /// a clinician's assigned patients) that match `filter` (when set).
+    /// a clinician's assigned patients) that match at least one of `filters` (when there are any).
     Confined {
         patients: Option<Arc<[String]>>,
-        filter: Option<Filter>,
+        filters: Vec<Filter>,
     },
 }
 
@@ -37,16 +41,6 @@ fn verb(interaction: Interaction) -> &'static str {
         Interaction::Update => "update",
         Interaction::Delete => "delete",
         Interaction::Search => "search",
-    }
-}
-
-/// One granular filter can be added to a search; several would need a union of searches.
-fn single_filter(filters: Vec<Filter>, resource_type: &str) -> Result<Filter, FhirError> {
-    match <[Filter; 1]>::try_from(filters) {
-        Ok([filter]) => Ok(filter),
-        Err(_) => Err(FhirError::Forbidden(format!(
-            "the token holds several granular scopes for {resource_type}; only one can be applied at a time"
-        ))),
     }
 }
 
@@ -78,41 +72,41 @@ impl Principal {
             match grant.scopes.allowed(context, resource_type, interaction) {
                 Allowed::All => {
                     return Ok(match assigned {
-                        Some(patients) => Restriction::Confined { patients: Some(patients.clone()), filter: None },
+                        Some(patients) => {
+                            Restriction::Confined { patients: Some(patients.clone()), filters: Vec::new() }
+                        }
                         None => Restriction::Unrestricted,
                     });
                 }
                 Allowed::Where(filters) => {
-                    return Ok(Restriction::Confined {
-                        patients: assigned.cloned(),
-                        filter: Some(single_filter(filters, resource_type)?),
-                    });
+                    return Ok(Restriction::Confined { patients: assigned.cloned(), filters });
                 }
                 Allowed::No => {}
             }
         }
-        let filter = match grant.scopes.allowed(Context::Patient, resource_type, interaction) {
+        let filters = match grant.scopes.allowed(Context::Patient, resource_type, interaction) {
             Allowed::No => {
                 return Err(FhirError::Forbidden(format!(
                     "the access token's scopes do not allow {} of {resource_type}",
                     verb(interaction)
                 )));
             }
-            Allowed::All => None,
-            Allowed::Where(filters) => Some(single_filter(filters, resource_type)?),
+            Allowed::All => Vec::new(),
+            Allowed::Where(filters) => filters,
         };
         // Types outside the Patient compartment (Practitioner, Organization, Medication, …) hold
         // nobody's record: a patient/ scope on them is bounded by its filter only.
         if !in_patient_compartment(resource_type) {
-            return Ok(match filter {
-                Some(filter) => Restriction::Confined { patients: None, filter: Some(filter) },
-                None => Restriction::Unrestricted,
+            return Ok(if filters.is_empty() {
+                Restriction::Unrestricted
+            } else {
+                Restriction::Confined { patients: None, filters }
             });
         }
         let Some(patient) = grant.claims.patient.clone() else {
             return Err(FhirError::Forbidden("patient/ scopes need a patient in the launch context".into()));
         };
-        Ok(Restriction::Confined { patients: Some(Arc::from([patient])), filter })
+        Ok(Restriction::Confined { patients: Some(Arc::from([patient])), filters })
     }
 
     /// The launch patient a `patient/`-confined principal acts for, if any.
@@ -153,26 +147,52 @@ fn compartment_patients(resource_type: &str, id: Option<&str>, content: &[u8]) -
         .collect())
 }
 
-/// Adds a restriction's granular filter to search parameters; answers the patients whose
-/// compartments the compiled query must then be confined to.
-pub fn restrict(params: &mut QueryParams, restriction: &Restriction) -> Option<Arc<[String]>> {
-    match restriction {
-        Restriction::Unrestricted => None,
-        Restriction::Confined { patients, filter } => {
-            if let Some(filter) = filter {
-                params.0.extend(filter.iter().cloned());
-            }
-            patients.clone()
-        }
+/// Confines a compiled query of `definition` to what the restriction allows: the compartments
+/// of its patients, and resources matching one of its granular filters.
+pub fn confine(
+    state: &AppState,
+    query: &mut SearchQuery,
+    definition: &ResourceType,
+    restriction: &Restriction,
+) -> Result<(), FhirError> {
+    let Restriction::Confined { patients, filters } = restriction else {
+        return Ok(());
+    };
+    if let Some(patients) = patients {
+        query.within_compartments(&definition.name, patients)?;
     }
+    if !filters.is_empty() {
+        let blinded: Vec<Filter> = filters
+            .iter()
+            .map(|filter| {
+                let mut filter = filter.clone();
+                state.sensitive.blind_search(&mut filter);
+                filter
+            })
+            .collect();
+        query.matching_any(definition, &blinded, &state.base_url).map_err(|error| match error {
+            FhirError::BadRequest(issues) => FhirError::Forbidden(format!(
+                "a granular scope of the access token for {} cannot be applied: {}",
+                definition.name,
+                issues.iter().map(|issue| issue.diagnostics.as_str()).collect::<Vec<_>>().join("; ")
+            )),
+            other => other,
+        })?;
+    }
+    Ok(())
 }
 
-/// Confines a compiled query to the compartments of `patients`.
-pub fn confine(query: &mut SearchQuery, resource_type: &str, patients: Option<&[String]>) -> Result<(), FhirError> {
-    match patients {
-        Some(patients) => query.within_compartments(resource_type, patients),
-        None => Ok(()),
-    }
+/// A query for those of `ids` (all of `definition`'s type) the restriction reaches.
+fn reachable_ids_query(
+    state: &AppState,
+    definition: &ResourceType,
+    ids: &[String],
+    restriction: &Restriction,
+) -> Result<SearchQuery, FhirError> {
+    let params = QueryParams(vec![("_id".into(), ids.join(",")), ("_count".into(), ids.len().to_string())]);
+    let mut query = query::compile(definition, &params, &state.base_url, false, 100, 100)?;
+    confine(state, &mut query, definition, restriction)?;
+    Ok(query)
 }
 
 /// Of `ids` (all of `resource_type`), those the restriction lets the principal see.
@@ -192,10 +212,7 @@ pub async fn visible_ids(
         .ok_or_else(|| FhirError::UnknownType(format!("unknown resource type {resource_type}")))?;
     let mut visible = HashSet::new();
     for chunk in ids.chunks(100) {
-        let mut params = QueryParams(vec![("_id".into(), chunk.join(",")), ("_count".into(), chunk.len().to_string())]);
-        let patients = restrict(&mut params, restriction);
-        let mut query = query::compile(definition, &params, &state.base_url, false, 100, 100)?;
-        confine(&mut query, resource_type, patients.as_deref())?;
+        let query = reachable_ids_query(state, definition, chunk, restriction)?;
         for record in state.store.search(&principal.tenant, resource_type, &query).await? {
             visible.insert(record.id);
         }
@@ -233,7 +250,9 @@ pub async fn ensure_visible(
 
 /// Answers 403 unless the principal may write `resource_type` (and `existing`, if the write
 /// changes a resource that is there), leaving the written content inside its patient's
-/// compartment: a `patient/` token writes only what refers to its patient.
+/// compartment: a `patient/` token writes only what refers to its patient. Whether written
+/// content matches a granular scope's filter is checked after the write, inside its
+/// transaction ([`ensure_left_within_reach`]).
 pub async fn ensure_writable(
     state: &AppState,
     principal: &Principal,
@@ -243,22 +262,12 @@ pub async fn ensure_writable(
     content: Option<&[u8]>,
 ) -> Result<(), FhirError> {
     let restriction = principal.permit(resource_type, interaction)?;
-    if let (Some(role), Some(content)) = (principal.grant().and_then(|g| g.claims.role.as_deref()), content) {
-        let value: serde_json::Value = serde_json::from_slice(content)
-            .map_err(|e| FhirError::internal(format!("a validated resource did not parse again: {e}")))?;
-        super::roles::check_content(role, resource_type, &value).map_err(FhirError::Forbidden)?;
+    if let Some(content) = content {
+        check_role_content(principal, resource_type, content)?;
     }
-    let Restriction::Confined { patients, filter } = &restriction else {
+    let Restriction::Confined { patients, .. } = &restriction else {
         return Ok(());
     };
-    // Whether written content would match a granular filter is a search over content not yet
-    // stored: rather than guess, such writes are refused.
-    if filter.is_some() && content.is_some() {
-        return Err(FhirError::Forbidden(format!(
-            "the access token's {} scope for {resource_type} is limited by a search filter; it cannot write",
-            verb(interaction)
-        )));
-    }
     if let Some(id) = existing
         && let Some(current) = state.store.read_current(&principal.tenant, resource_type, id).await?
     {
@@ -271,35 +280,126 @@ pub async fn ensure_writable(
         }
     }
     if let (Some(allowed), Some(content)) = (patients, content) {
-        // The written content must place the resource with the allowed patients, and no one else.
-        let placed = compartment_patients(resource_type, existing, content)?;
-        if placed.is_empty() || placed.iter().any(|p| !allowed.contains(p)) {
-            return Err(FhirError::Forbidden(match principal.launch_patient() {
-                Some(patient) => format!(
-                    "a patient/ token may only write resources of Patient/{patient}'s record (and of no other patient's)"
-                ),
-                None => "you may only write the records of patients in your care".to_string(),
-            }));
-        }
+        check_placement(principal, resource_type, existing, content, allowed)?;
     }
     Ok(())
 }
 
-/// Conditional writes and transaction writes are checked per type only; a token confined to a
-/// patient or a granular filter is refused them rather than trusted with a search it cannot see.
-pub fn ensure_unconfined_write(
+/// A user's role may limit what content of a type it writes (a nurse writes vital signs).
+fn check_role_content(principal: &Principal, resource_type: &str, content: &[u8]) -> Result<(), FhirError> {
+    let Some(role) = principal.grant().and_then(|g| g.claims.role.as_deref()) else {
+        return Ok(());
+    };
+    let value: serde_json::Value = serde_json::from_slice(content)
+        .map_err(|e| FhirError::internal(format!("a validated resource did not parse again: {e}")))?;
+    super::roles::check_content(role, resource_type, &value).map_err(FhirError::Forbidden)
+}
+
+/// The written content must place the resource with the allowed patients, and no one else.
+fn check_placement(
     principal: &Principal,
     resource_type: &str,
+    id: Option<&str>,
+    content: &[u8],
+    allowed: &[String],
+) -> Result<(), FhirError> {
+    let placed = compartment_patients(resource_type, id, content)?;
+    if placed.is_empty() || placed.iter().any(|p| !allowed.contains(p)) {
+        return Err(FhirError::Forbidden(match principal.launch_patient() {
+            Some(patient) => format!(
+                "a patient/ token may only write resources of Patient/{patient}'s record (and of no other patient's)"
+            ),
+            None => "you may only write the records of patients in your care".to_string(),
+        }));
+    }
+    Ok(())
+}
+
+/// Whether `resource_type/id`, as `transaction` sees it now, is within the restriction.
+async fn reachable_in(
+    state: &AppState,
+    transaction: &mut dyn StoreTransaction,
+    resource_type: &str,
+    id: &str,
+    restriction: &Restriction,
+) -> Result<bool, FhirError> {
+    let definition = state
+        .registry
+        .resource(resource_type)
+        .ok_or_else(|| FhirError::UnknownType(format!("unknown resource type {resource_type}")))?;
+    let query = reachable_ids_query(state, definition, &[id.to_string()], restriction)?;
+    Ok(!transaction.search_ids(resource_type, &query, 1).await?.is_empty())
+}
+
+/// Inside a write's transaction, before it changes `resource_type/id`: answers 403 unless the
+/// principal may `interaction` that resource as it stands (a resource not there yet is for the
+/// written content to decide). Conditional and transaction writes find their targets inside the
+/// transaction, so they are checked here rather than before it.
+pub async fn ensure_reachable_in(
+    state: &AppState,
+    transaction: &mut dyn StoreTransaction,
+    principal: &Principal,
+    resource_type: &str,
+    id: &str,
     interaction: Interaction,
 ) -> Result<(), FhirError> {
-    match principal.permit(resource_type, interaction)? {
-        Restriction::Unrestricted => Ok(()),
-        Restriction::Confined { .. } => Err(FhirError::Forbidden(format!(
-            "a token confined to a patient or a granular scope cannot {} {resource_type} conditionally or in a \
-             transaction; use the plain interaction",
-            verb(interaction)
-        ))),
+    let restriction = principal.permit(resource_type, interaction)?;
+    if restriction == Restriction::Unrestricted {
+        return Ok(());
     }
+    let Some(current) = transaction.read_current(resource_type, id).await? else {
+        return Ok(());
+    };
+    // A deleted resource's earlier versions may be anyone's: a confined token does not bring it
+    // back (and with it, its history).
+    if current.deleted || !reachable_in(state, transaction, resource_type, id, &restriction).await? {
+        return Err(FhirError::Forbidden(format!("{resource_type}/{id} is outside what the access token allows")));
+    }
+    Ok(())
+}
+
+/// Inside a write's transaction, after it wrote `resource_type/id`: answers 403 (and the
+/// transaction is then dropped, so nothing is kept) unless what was written is still within the
+/// principal's reach for `interaction`, granular filters included, since a search over the
+/// transaction's own index rows decides that exactly as a later search would. `content` is the
+/// written JSON when its role and patient placement were not checked before the write.
+pub async fn ensure_left_within_reach(
+    state: &AppState,
+    transaction: &mut dyn StoreTransaction,
+    principal: &Principal,
+    resource_type: &str,
+    id: &str,
+    interaction: Interaction,
+    content: Option<&[u8]>,
+) -> Result<(), FhirError> {
+    if let Some(content) = content {
+        check_role_content(principal, resource_type, content)?;
+    }
+    let restriction = principal.permit(resource_type, interaction)?;
+    let Restriction::Confined { patients, filters } = &restriction else {
+        return Ok(());
+    };
+    if let (Some(allowed), Some(content)) = (patients, content) {
+        check_placement(principal, resource_type, Some(id), content, allowed)?;
+    }
+    if (filters.is_empty() && content.is_none())
+        || reachable_in(state, transaction, resource_type, id, &restriction).await?
+    {
+        return Ok(());
+    }
+    Err(FhirError::Forbidden(format!(
+        "the written {resource_type} would be outside what the access token's {} scope allows ({})",
+        verb(interaction),
+        if filters.is_empty() {
+            "its patients' records".to_string()
+        } else {
+            filters.iter().map(describe_filter).collect::<Vec<_>>().join(" or ")
+        }
+    )))
+}
+
+fn describe_filter(filter: &Filter) -> String {
+    filter.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("&")
 }
 
 /// The types a search parameter's name reaches into besides the searched one: the targets of

@@ -7,7 +7,9 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::collections::HashMap;
+use std::time::Duration;
 
+use super::fetched;
 use super::secrets::{constant_time_eq, digest};
 use super::store::ClientRecord;
 use super::token::OAuthError;
@@ -49,11 +51,19 @@ pub async fn authenticate(
         if client.kind != "confidential-asymmetric" {
             return Err(OAuthError::invalid_client("this client is not registered for private_key_jwt"));
         }
-        let jwks = client_key_set(&client).await?;
         let now = chrono::Utc::now().timestamp();
-        let verified =
-            super::client_assertion::verify(assertion, &client.client_id, &state.auth.endpoint("token"), &jwks, now)
-                .map_err(|e| OAuthError::invalid_client(e.to_string()))?;
+        let audience = state.auth.endpoint("token");
+        let (jwks, kept_for) = client_key_set(state, &client, false).await?;
+        let verified = match super::client_assertion::verify(assertion, &client.client_id, &audience, &jwks, now) {
+            Ok(verified) => verified,
+            // A client that rotated its keys is fetched again, at most once per interval.
+            Err(_) if kept_for.is_some_and(|age| age >= REFETCH_AFTER) => {
+                let (jwks, _) = client_key_set(state, &client, true).await?;
+                super::client_assertion::verify(assertion, &client.client_id, &audience, &jwks, now)
+                    .map_err(|e| OAuthError::invalid_client(e.to_string()))?
+            }
+            Err(e) => return Err(OAuthError::invalid_client(e.to_string())),
+        };
         let first_use = state
             .store
             // Remembered past its exp by the clock skew the verification allows.
@@ -111,20 +121,32 @@ fn unverified_issuer(assertion: &str) -> Result<String, OAuthError> {
     claims["iss"].as_str().map(str::to_string).ok_or_else(|| OAuthError::invalid_client("the assertion has no iss"))
 }
 
-/// The client's registered keys: inline, or fetched from its `jwks_uri`.
-async fn client_key_set(client: &ClientRecord) -> Result<serde_json::Value, OAuthError> {
+/// How old a client's fetched keys must be before an assertion they do not verify makes Kiln
+/// fetch them again (so a stream of forged assertions cannot make it call the client's server).
+const REFETCH_AFTER: Duration = Duration::from_secs(30);
+
+/// The client's registered keys: inline, or fetched from its `jwks_uri` (kept for a while;
+/// `refetch` fetches them again), with how long ago they were fetched.
+async fn client_key_set(
+    state: &AppState,
+    client: &ClientRecord,
+    refetch: bool,
+) -> Result<(serde_json::Value, Option<Duration>), OAuthError> {
     if let Some(jwks) = &client.jwks {
-        return serde_json::from_str(jwks).map_err(|_| OAuthError::invalid_client("the registered JWKS is unreadable"));
+        let jwks =
+            serde_json::from_str(jwks).map_err(|_| OAuthError::invalid_client("the registered JWKS is unreadable"))?;
+        return Ok((jwks, None));
     }
     let Some(url) = &client.jwks_uri else {
         return Err(OAuthError::invalid_client("the client has no registered keys"));
     };
-    let fetch = async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        client.get(url).send().await?.error_for_status()?.json::<serde_json::Value>().await
-    };
-    fetch.await.map_err(|e| OAuthError::invalid_client(format!("cannot fetch the client's JWKS from {url}: {e}")))
+    let kept = &state.auth.client_key_sets;
+    if !refetch && let Some((jwks, age)) = kept.fresh(url) {
+        return Ok((jwks, Some(age)));
+    }
+    let jwks = fetched::fetch_json(url, fetched::MAX_JWKS_BYTES, state.settings.client_jwks_from_private_addresses)
+        .await
+        .map_err(|e| OAuthError::invalid_client(format!("cannot fetch the client's JWKS from {url}: {e}")))?;
+    kept.keep(url, jwks.clone());
+    Ok((jwks, Some(Duration::ZERO)))
 }

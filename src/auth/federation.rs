@@ -101,10 +101,19 @@ async fn client(
     >,
     String,
 > {
-    let issuer = IssuerUrl::new(provider.issuer.clone()).map_err(|e| e.to_string())?;
-    let metadata = CoreProviderMetadata::discover_async(issuer, &http_client)
-        .await
-        .map_err(|e| format!("the identity provider's discovery failed: {e}"))?;
+    // Discovery (two round trips: the configuration and the keys) is kept for a few minutes; an
+    // ID token its keys do not verify makes the next sign-in discover again.
+    let metadata = match state.auth.provider_metadata.fresh(&provider.issuer) {
+        Some((metadata, _)) => metadata,
+        None => {
+            let issuer = IssuerUrl::new(provider.issuer.clone()).map_err(|e| e.to_string())?;
+            let metadata = CoreProviderMetadata::discover_async(issuer, &http_client)
+                .await
+                .map_err(|e| format!("the identity provider's discovery failed: {e}"))?;
+            state.auth.provider_metadata.keep(&provider.issuer, metadata.clone());
+            metadata
+        }
+    };
     let redirect = RedirectUrl::new(callback_url(state)).map_err(|e| e.to_string())?;
     Ok(CoreClient::from_provider_metadata(
         metadata,
@@ -214,7 +223,10 @@ pub async fn callback(
     };
     let claims = match id_token.claims(&client.id_token_verifier(), &Nonce::new(flow.nonce)) {
         Ok(claims) => claims,
-        Err(err) => return unavailable(&format!("the ID token was refused: {err}")),
+        Err(err) => {
+            state.auth.provider_metadata.forget(&provider.issuer);
+            return unavailable(&format!("the ID token was refused: {err}"));
+        }
     };
     let subject = external_subject(&provider.issuer, claims.subject().as_str());
     let user = match state.store.user_by_external_subject(&subject).await {

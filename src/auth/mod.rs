@@ -10,6 +10,7 @@ pub mod client_assertion;
 pub mod client_auth;
 pub mod discovery;
 pub mod federation;
+pub mod fetched;
 pub mod introspection;
 pub mod keys;
 pub mod launcher;
@@ -63,6 +64,10 @@ pub struct AuthServer {
     pub secure_cookies: bool,
     /// Seals the private signing keys in the database.
     sensitive: Arc<crate::sensitive::Sensitive>,
+    /// Clients' JWK Sets fetched from their `jwks_uri`.
+    pub client_key_sets: fetched::Fetched<serde_json::Value>,
+    /// The identity provider's discovery document and keys.
+    pub provider_metadata: fetched::Fetched<openidconnect::core::CoreProviderMetadata>,
 }
 
 struct Revoked {
@@ -91,6 +96,8 @@ impl AuthServer {
             sensitive,
             secure_cookies: base_url.starts_with("https://"),
             origin,
+            client_key_sets: fetched::Fetched::default(),
+            provider_metadata: fetched::Fetched::default(),
         })
     }
 

@@ -284,8 +284,19 @@ async fn client_credentials(
     proof: ClientProof,
     form: &HashMap<String, String>,
 ) -> Result<Issued, OAuthError> {
-    if proof == ClientProof::None {
-        return Err(OAuthError::new("unauthorized_client", "client_credentials needs a confidential client"));
+    match proof {
+        ClientProof::Assertion => {}
+        ClientProof::Secret if state.settings.client_credentials_with_secret => {}
+        ClientProof::Secret => {
+            return Err(OAuthError::new(
+                "unauthorized_client",
+                "backend services authenticate with a signed assertion (private_key_jwt), not a client secret; \
+                 register the client as confidential-asymmetric",
+            ));
+        }
+        ClientProof::None => {
+            return Err(OAuthError::new("unauthorized_client", "client_credentials needs a confidential client"));
+        }
     }
     let requested =
         ScopeSet::parse(required(form, "scope")?).map_err(|e| OAuthError::new("invalid_scope", e.to_string()))?;

@@ -35,25 +35,33 @@ pub async fn create(
         None => None,
     };
     let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
-    if condition.is_some() {
-        // The condition is a search, and a match is answered with the matched resource.
-        policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Create)?;
-        for needed in [Interaction::Search, Interaction::Read] {
-            if principal.permit(&definition.name, needed)? != policy::Restriction::Unrestricted {
-                return Err(FhirError::Forbidden(format!(
-                    "a conditional create needs search and read of {}",
-                    definition.name
-                )));
-            }
-        }
-    }
     policy::ensure_writable(&state, &principal, &definition.name, Interaction::Create, None, Some(&body)).await?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     if let Some(condition) = condition {
         let condition = condition.trim_start_matches(&format!("{}?", definition.name)).trim_start_matches('?');
-        match conditional::matching_ids(&state, &mut *transaction, definition, condition, 2).await?.as_slice() {
+        let matched = conditional::matching_ids(
+            &state,
+            &mut *transaction,
+            &principal,
+            Interaction::Create,
+            definition,
+            condition,
+            2,
+        )
+        .await?;
+        match matched.as_slice() {
             [] => {}
             [existing] => {
+                // The match is answered with its content, which the token must be able to read.
+                policy::ensure_reachable_in(
+                    &state,
+                    &mut *transaction,
+                    &principal,
+                    &definition.name,
+                    existing,
+                    Interaction::Read,
+                )
+                .await?;
                 let record = transaction
                     .read_current(&definition.name, existing)
                     .await?
@@ -67,6 +75,16 @@ pub async fn create(
     let outcome =
         store_resource(&state, &mut *transaction, &definition.name, &id, &mut resource, &mut value, WriteMode::Create)
             .await?;
+    policy::ensure_left_within_reach(
+        &state,
+        &mut *transaction,
+        &principal,
+        &definition.name,
+        &id,
+        Interaction::Create,
+        None,
+    )
+    .await?;
     integrity::commit_write(&state, transaction, &outcome.record).await?;
     Ok(write_response(&state, StatusCode::CREATED, outcome.record, return_preference(&headers)))
 }

@@ -36,9 +36,6 @@ pub async fn delete(
         }
     };
     policy::ensure_writable(&state, &principal, &definition.name, Interaction::Delete, Some(id), None).await?;
-    if cascade {
-        policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Delete)?;
-    }
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = delete_one(&state, &mut *transaction, &definition.name, id).await?;
     if !outcome.unchanged {
@@ -47,7 +44,8 @@ pub async fn delete(
             deleted = integrity::cascade(&state, &mut *transaction, deleted.remove(0)).await?;
             for (type_name, id) in deleted.iter().skip(1) {
                 // Every resource the cascade reaches needs the token's delete right of its own.
-                policy::ensure_unconfined_write(&principal, type_name, Interaction::Delete)?;
+                policy::ensure_reachable_in(&state, &mut *transaction, &principal, type_name, id, Interaction::Delete)
+                    .await?;
                 delete_one(&state, &mut *transaction, type_name, id).await?;
             }
         }
@@ -72,9 +70,9 @@ pub async fn conditional_delete(
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
     let condition = query.unwrap_or_default();
-    policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Delete)?;
+    principal.permit(&definition.name, Interaction::Delete)?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
-    let ids = delete_matching(&state, &mut *transaction, definition, &condition).await?;
+    let ids = delete_matching(&state, &mut *transaction, &principal, definition, &condition).await?;
     let deleted: Vec<(String, String)> = ids.into_iter().map(|id| (definition.name.clone(), id)).collect();
     integrity::verify(&state, &mut *transaction, &[], &deleted).await.map_err(|v| v.error)?;
     transaction.commit().await?;
@@ -95,16 +93,26 @@ pub async fn delete_one(
     })
 }
 
-/// Deletes every resource matching `condition` (at most `max_conditional_deletes`), answering
-/// the ids deleted.
+/// Deletes every resource matching `condition` that `principal` may delete (at most
+/// `max_conditional_deletes`), answering the ids deleted.
 pub async fn delete_matching(
     state: &AppState,
     transaction: &mut dyn StoreTransaction,
+    principal: &Principal,
     definition: &ResourceType,
     condition: &str,
 ) -> Result<Vec<String>, FhirError> {
     let cap = state.settings.max_conditional_deletes;
-    let ids = conditional::matching_ids(state, transaction, definition, condition, cap.saturating_add(1)).await?;
+    let ids = conditional::matching_ids(
+        state,
+        transaction,
+        principal,
+        Interaction::Delete,
+        definition,
+        condition,
+        cap.saturating_add(1),
+    )
+    .await?;
     if ids.len() > cap as usize {
         return Err(FhirError::PreconditionFailed(format!(
             "the condition '{condition}' matches more than {cap} {} resources (max_conditional_deletes); nothing was deleted",

@@ -153,10 +153,9 @@ async fn everything(
             }
         }
         let restriction = principal.permit(type_name, Interaction::Search)?;
-        let confined = policy::restrict(&mut conditions, &restriction);
         let mut query =
             query::compile(definition, &conditions, &state.base_url, false, u32::MAX, settings.default_page_size)?;
-        policy::confine(&mut query, type_name, confined.as_deref())?;
+        policy::confine(state, &mut query, definition, &restriction)?;
         query.within_compartment_of(type_name, patient)?;
         let count = state.store.count(&principal.tenant, type_name, &query).await?;
         total += count;

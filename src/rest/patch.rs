@@ -80,12 +80,17 @@ pub async fn patch(
     policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, Some(&id), None).await?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
-    // What the patch made must stay within the token's patients and the role's content rules.
-    if principal.grant().is_some_and(|g| g.claims.patient.is_some() || g.claims.role.is_some()) {
-        let patched = outcome.record.json.as_deref().unwrap_or_default();
-        policy::ensure_writable(&state, &principal, &definition.name, Interaction::Update, Some(&id), Some(patched))
-            .await?;
-    }
+    // What the patch made must stay within the token's reach and the role's content rules.
+    policy::ensure_left_within_reach(
+        &state,
+        &mut *transaction,
+        &principal,
+        &definition.name,
+        &id,
+        Interaction::Update,
+        outcome.record.json.as_deref(),
+    )
+    .await?;
     integrity::commit_write(&state, transaction, &outcome.record).await?;
     Ok(write_response(&state, StatusCode::OK, outcome.record, return_preference(&headers)))
 }
@@ -103,14 +108,34 @@ pub async fn conditional_patch(
     let condition = query.unwrap_or_default();
     let document = read_document(&state, &headers, request).await?;
     let expected_version = if_match(&headers)?;
-    policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Update)?;
+    principal.permit(&definition.name, Interaction::Update)?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
-    let id = match conditional::matching_ids(&state, &mut *transaction, definition, &condition, 2).await?.as_slice() {
+    let matched = conditional::matching_ids(
+        &state,
+        &mut *transaction,
+        &principal,
+        Interaction::Update,
+        definition,
+        &condition,
+        2,
+    )
+    .await?;
+    let id = match matched.as_slice() {
         [id] => id.clone(),
         [] => return Err(FhirError::NotFound(format!("no {type_name} matches '{condition}'"))),
         _ => return Err(conditional::several_match(definition, &condition)),
     };
     let outcome = patch_in(&state, &mut *transaction, definition, &id, &document, expected_version).await?;
+    policy::ensure_left_within_reach(
+        &state,
+        &mut *transaction,
+        &principal,
+        &definition.name,
+        &id,
+        Interaction::Update,
+        outcome.record.json.as_deref(),
+    )
+    .await?;
     integrity::commit_write(&state, transaction, &outcome.record).await?;
     Ok(write_response(&state, StatusCode::OK, outcome.record, return_preference(&headers)))
 }

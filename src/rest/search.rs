@@ -235,7 +235,6 @@ async fn search(
     policy::check_reach(principal, &definition.name, &params)?;
     super::audit_caught_up(state, &principal.tenant, &definition.name).await?;
     let mut params = expand_value_sets(state, principal, params).await?;
-    let confined_to = policy::restrict(&mut params, &restriction);
     state.sensitive.blind_search(&mut params.0);
     let lenient = headers
         .get_all("prefer")
@@ -254,7 +253,7 @@ async fn search(
     if let Some(patient) = patient_compartment {
         query.within_patient_compartment(&definition.name, patient)?;
     }
-    policy::confine(&mut query, &definition.name, confined_to.as_deref())?;
+    policy::confine(state, &mut query, definition, &restriction)?;
     let path = match patient_compartment {
         Some(patient) => format!("Patient/{patient}/{}", definition.name),
         None => definition.name.clone(),

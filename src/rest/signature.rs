@@ -291,6 +291,16 @@ pub async fn amend(
     let outcome =
         store_resource(&state, &mut *transaction, &definition.name, id, &mut resource, &mut value, WriteMode::Amend)
             .await?;
+    policy::ensure_left_within_reach(
+        &state,
+        &mut *transaction,
+        &principal,
+        &definition.name,
+        id,
+        Interaction::Update,
+        None,
+    )
+    .await?;
     let digest = digest_of(outcome.record.json.as_deref().unwrap_or_default())?;
     let target = format!("{}/{id}/_history/{}", definition.name, outcome.record.version);
     let provenance = signature_provenance(&signer, &target, &digest, "amendment", Some(&reason));

@@ -68,10 +68,11 @@ pub async fn execute(
 ) -> Result<Vec<u8>, FhirError> {
     let tenant = &principal.tenant;
     let (kind, mut entries) = plan(state, body)?;
-    // Each write entry needs the token's permission for its type and interaction.
+    // Each write entry needs the token's permission for its type and interaction; what it may
+    // reach within that type is checked as the entry is applied.
     for entry in entries.iter_mut() {
         let Some((definition, interaction)) = entry.action.permission() else { continue };
-        if let Err(error) = policy::ensure_unconfined_write(principal, &definition.name, interaction) {
+        if let Err(error) = principal.permit(&definition.name, interaction) {
             match kind {
                 Kind::Transaction => return Err(error),
                 Kind::Batch => {
@@ -84,14 +85,16 @@ pub async fn execute(
     match kind {
         Kind::Transaction => {
             let mut transaction = state.store.begin(tenant).await?;
-            apply_writes(state, &mut *transaction, &mut entries, true).await.map_err(|failure| failure.into_error())?;
+            apply_writes(state, principal, &mut *transaction, &mut entries, true)
+                .await
+                .map_err(|failure| failure.into_error())?;
             transaction.commit().await?;
         }
         Kind::Batch => {
             for entry in entries.iter_mut().filter(|e| !matches!(e.action, Action::Read { .. } | Action::Refused)) {
                 let result = async {
                     let mut transaction = state.store.begin(tenant).await?;
-                    apply_writes(state, &mut *transaction, std::slice::from_mut(entry), false)
+                    apply_writes(state, principal, &mut *transaction, std::slice::from_mut(entry), false)
                         .await
                         .map_err(|failure| failure.error)?;
                     transaction.commit().await?;
@@ -652,6 +655,7 @@ fn action(state: &AppState, request: &RawRequest) -> Result<Action, FhirError> {
 /// (transactions) makes references to other entries' fullUrls point to the ids they get.
 async fn apply_writes(
     state: &AppState,
+    principal: &Principal,
     transaction: &mut dyn StoreTransaction,
     entries: &mut [Planned],
     resolve_full_urls: bool,
@@ -669,7 +673,7 @@ async fn apply_writes(
     let mut conditionally_deleted: Vec<(String, String)> = Vec::new();
     for &i in &order {
         let entry = &mut entries[i];
-        let resolved = resolve_target(state, transaction, entry).await.map_err(|e| failure(entry, e))?;
+        let resolved = resolve_target(state, principal, transaction, entry).await.map_err(|e| failure(entry, e))?;
         let Some(definition) = entry.action.definition() else { continue };
         if matches!(entry.action, Action::ConditionalDelete { .. }) {
             conditionally_deleted.extend(resolved.iter().map(|id| (definition.name.clone(), id.clone())));
@@ -712,7 +716,9 @@ async fn apply_writes(
         if entry.matched_existing || entry.resource.is_none() {
             continue;
         }
-        resolve_references(state, transaction, entry, &mut replacements).await.map_err(|e| failure(entry, e))?;
+        resolve_references(state, principal, transaction, entry, &mut replacements)
+            .await
+            .map_err(|e| failure(entry, e))?;
         let definition = entry.action.definition().expect("writes name a type");
         let mode = match &entry.action {
             Action::Create { .. } => WriteMode::Create,
@@ -757,6 +763,29 @@ async fn apply_writes(
             entry.result = Some(EntryResult::written(state, StatusCode::OK, outcome.record));
         }
     }
+    // What each entry wrote must be within the token's reach (its patients, its granular
+    // filters, its role's content rules): checked over the transaction's own rows.
+    for entry in entries.iter() {
+        let (Some((definition, interaction)), Some(id), Some(EntryResult { record: Some(record), .. })) =
+            (entry.action.permission(), &entry.id, &entry.result)
+        else {
+            continue;
+        };
+        if entry.matched_existing || record.deleted {
+            continue;
+        }
+        policy::ensure_left_within_reach(
+            state,
+            transaction,
+            principal,
+            &definition.name,
+            id,
+            interaction,
+            record.json.as_deref(),
+        )
+        .await
+        .map_err(|e| failure(entry, e))?;
+    }
     // Integrity is checked once all entries are written: entries may refer to one another in
     // any order, and a delete may be matched by an update that drops the reference.
     let mut written = Vec::new();
@@ -787,18 +816,21 @@ async fn apply_writes(
 /// Deletes (for delete entries) or decides the id an entry writes, answering the ids it touches.
 async fn resolve_target(
     state: &AppState,
+    principal: &Principal,
     transaction: &mut dyn StoreTransaction,
     entry: &mut Planned,
 ) -> Result<Vec<String>, FhirError> {
     match &entry.action {
         Action::Delete { definition, id } => {
+            policy::ensure_reachable_in(state, transaction, principal, &definition.name, id, Interaction::Delete)
+                .await?;
             let outcome = delete::delete_one(state, transaction, &definition.name, id).await?;
             entry.id = Some(id.clone());
             entry.result = Some(EntryResult::written(state, StatusCode::NO_CONTENT, outcome.record));
             Ok(vec![id.clone()])
         }
         Action::ConditionalDelete { definition, condition } => {
-            let ids = delete::delete_matching(state, transaction, definition, condition).await?;
+            let ids = delete::delete_matching(state, transaction, principal, definition, condition).await?;
             entry.result = Some(EntryResult {
                 status: StatusCode::NO_CONTENT,
                 location: None,
@@ -811,12 +843,25 @@ async fn resolve_target(
             Ok(ids)
         }
         Action::Create { definition, condition: Some(condition) } => {
-            match conditional::matching_ids(state, transaction, definition, condition, 2).await?.as_slice() {
+            let matched =
+                conditional::matching_ids(state, transaction, principal, Interaction::Create, definition, condition, 2)
+                    .await?;
+            match matched.as_slice() {
                 [] => {
                     entry.id = Some(new_id());
                     Ok(vec![])
                 }
                 [existing] => {
+                    // The match is answered with its content, which the token must be able to read.
+                    policy::ensure_reachable_in(
+                        state,
+                        transaction,
+                        principal,
+                        &definition.name,
+                        existing,
+                        Interaction::Read,
+                    )
+                    .await?;
                     let record = transaction
                         .read_current(&definition.name, existing)
                         .await?
@@ -833,13 +878,19 @@ async fn resolve_target(
             entry.id = Some(new_id());
             Ok(vec![])
         }
-        Action::Update { id, .. } | Action::Patch { id, .. } => {
+        Action::Update { definition, id, .. } | Action::Patch { definition, id, .. } => {
+            policy::ensure_reachable_in(state, transaction, principal, &definition.name, id, Interaction::Update)
+                .await?;
             entry.id = Some(id.clone());
             Ok(vec![id.clone()])
         }
         Action::ConditionalUpdate { definition, condition, .. } => {
             let body_id = entry.resource.as_ref().and_then(|(body, _)| body.id.clone());
-            let id = update::conditional_target(state, transaction, definition, condition, body_id.as_deref()).await?;
+            let id =
+                update::conditional_target(state, transaction, principal, definition, condition, body_id.as_deref())
+                    .await?;
+            policy::ensure_reachable_in(state, transaction, principal, &definition.name, &id, Interaction::Update)
+                .await?;
             entry.id = Some(id.clone());
             Ok(vec![id])
         }
@@ -852,6 +903,7 @@ async fn resolve_target(
 /// resource. A `urn:` reference that names no entry is an error.
 async fn resolve_references(
     state: &AppState,
+    principal: &Principal,
     transaction: &mut dyn StoreTransaction,
     entry: &mut Planned,
     replacements: &mut HashMap<String, String>,
@@ -874,8 +926,12 @@ async fn resolve_references(
             && !type_name.contains('/')
         {
             let definition = super::resource_type(state, type_name)?;
-            let target = match conditional::matching_ids(state, transaction, definition, condition, 2).await?.as_slice()
-            {
+            // The reference is a search whose answer is written into the entry: the token's
+            // search reach bounds it.
+            let matched =
+                conditional::matching_ids(state, transaction, principal, Interaction::Search, definition, condition, 2)
+                    .await?;
+            let target = match matched.as_slice() {
                 [id] => format!("{type_name}/{id}"),
                 [] => {
                     return Err(FhirError::PreconditionFailed(format!(

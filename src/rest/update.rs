@@ -60,6 +60,16 @@ pub async fn update(
         WriteMode::Update { if_match: expected_version },
     )
     .await?;
+    policy::ensure_left_within_reach(
+        &state,
+        &mut *transaction,
+        &principal,
+        &definition.name,
+        id,
+        Interaction::Update,
+        None,
+    )
+    .await?;
     integrity::commit_write(&state, transaction, &outcome.record).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(write_response(&state, status, outcome.record, return_preference(&headers)))
@@ -78,9 +88,12 @@ pub async fn conditional_update(
     let condition = query.unwrap_or_default();
     let expected_version = if_match(&headers)?;
     let (mut resource, mut value) = parse_for_write(&state, definition, &body)?;
-    policy::ensure_unconfined_write(&principal, &definition.name, Interaction::Update)?;
+    principal.permit(&definition.name, Interaction::Update)?;
     let mut transaction = state.store.begin(&principal.tenant).await?;
-    let id = conditional_target(&state, &mut *transaction, definition, &condition, resource.id.as_deref()).await?;
+    let id = conditional_target(&state, &mut *transaction, &principal, definition, &condition, resource.id.as_deref())
+        .await?;
+    policy::ensure_reachable_in(&state, &mut *transaction, &principal, &definition.name, &id, Interaction::Update)
+        .await?;
     let outcome = store_resource(
         &state,
         &mut *transaction,
@@ -89,6 +102,16 @@ pub async fn conditional_update(
         &mut resource,
         &mut value,
         WriteMode::Update { if_match: expected_version },
+    )
+    .await?;
+    policy::ensure_left_within_reach(
+        &state,
+        &mut *transaction,
+        &principal,
+        &definition.name,
+        &id,
+        Interaction::Update,
+        outcome.record.json.as_deref(),
     )
     .await?;
     integrity::commit_write(&state, transaction, &outcome.record).await?;
@@ -102,11 +125,14 @@ pub async fn conditional_update(
 pub async fn conditional_target(
     state: &AppState,
     transaction: &mut dyn StoreTransaction,
+    principal: &Principal,
     definition: &ResourceType,
     condition: &str,
     body_id: Option<&str>,
 ) -> Result<String, FhirError> {
-    match conditional::matching_ids(state, transaction, definition, condition, 2).await?.as_slice() {
+    let matched =
+        conditional::matching_ids(state, transaction, principal, Interaction::Update, definition, condition, 2).await?;
+    match matched.as_slice() {
         [] => match body_id {
             None => Ok(new_id()),
             Some(id) => match transaction.read_current(&definition.name, id).await? {

@@ -293,6 +293,40 @@ impl SearchQuery {
     }
 }
 
+impl SearchQuery {
+    /// Confines the search to resources matching at least one of `filters`, each a conjunction
+    /// of search parameters (the filters of granular scopes, search.html semantics for each).
+    pub fn matching_any(
+        &mut self,
+        definition: &ResourceType,
+        filters: &[Vec<(String, String)>],
+        base_url: &str,
+    ) -> Result<(), FhirError> {
+        if filters.is_empty() {
+            return Ok(());
+        }
+        let mut alternatives = Vec::with_capacity(filters.len());
+        for filter in filters {
+            let mut conjunction = Vec::with_capacity(filter.len());
+            for (name, value) in filter {
+                let mut builder = ConditionBuilder { base_url, args: &mut self.args, depth: 0 };
+                match builder.param_condition(&definition.name, "r", "$2", name, value) {
+                    Ok(condition) => conjunction.push(condition),
+                    Err(ParamError::Unknown(message) | ParamError::Invalid(message)) => {
+                        return Err(FhirError::BadRequest(vec![
+                            Issue::error(IssueType::NotSupported, message).at(name.clone()),
+                        ]));
+                    }
+                }
+            }
+            alternatives.push(if conjunction.is_empty() { "1 = 1".to_string() } else { conjunction.join(" AND ") });
+        }
+        // Placeholders are numbered after the query's, valid wherever the text is placed.
+        self.conditions = format!(" AND (({})){}", alternatives.join(") OR ("), self.conditions);
+        Ok(())
+    }
+}
+
 /// Why one parameter could not be compiled.
 enum ParamError {
     /// Not a parameter of the type (ignored under `Prefer: handling=lenient`).

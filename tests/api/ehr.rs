@@ -42,6 +42,8 @@ impl RemoteKiln {
             .env("KILN_DATABASE_URL", &database_url)
             .env("KILN_LISTEN", format!("127.0.0.1:{port}"))
             .env("KILN_LOG", "warn")
+            // The remote lets backend services in with a client secret, as many EHRs do.
+            .env("KILN_CLIENT_CREDENTIALS_WITH_SECRET", "true")
             .stdin(Stdio::null());
         let mut health = reqwest::Client::builder();
         let scheme = match tls {

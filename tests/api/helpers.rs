@@ -2,7 +2,7 @@
 //! SQLite file, or a fresh database in a throw-away PostgreSQL cluster) and talks HTTP to it.
 
 use reqwest::{Client, Response, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -51,6 +51,8 @@ pub fn settings(database_url: &str) -> Settings {
         request_timeout_secs: 30,
         log: "warn".into(),
         open_access_for_development: false,
+        client_credentials_with_secret: false,
+        client_jwks_from_private_addresses: false,
         audit: true,
         access_token_lifetime_secs: 3600,
         refresh_token_lifetime_secs: 3600,
@@ -111,26 +113,78 @@ pub fn kiln_cli(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::proc
     command.output().expect("kiln runs")
 }
 
-/// Registers a backend-services app (client secret) allowed `system/*.cruds` and gets a token
-/// for it from the token endpoint.
+/// Registers a backend-services app allowed `system/*.cruds` and gets a token for it from the
+/// token endpoint.
 pub async fn system_token(state: &kiln::app::AppState, root: &str) -> String {
     system_token_in(state, root, "test-clinic").await
 }
 
 /// [`system_token`] for an app of another clinic (tenant).
 pub async fn system_token_in(state: &kiln::app::AppState, root: &str, tenant: &str) -> String {
-    let (client_id, secret) =
-        register_app_in(state, tenant, ClientKind::ConfidentialSymmetric, "system/*.cruds", vec![]).await;
+    let body = backend_token_in(state, root, tenant, "system/*.cruds").await;
+    body["access_token"].as_str().expect("an access token").to_string()
+}
+
+/// A fresh ES384 key pair: the signing key and its public JWK Set (kid `backend-1`).
+pub fn es384_key() -> (p384::ecdsa::SigningKey, Value) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let key = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let point = key.verifying_key().to_encoded_point(false);
+    let jwk = json!({"kty": "EC", "crv": "P-384", "kid": "backend-1", "alg": "ES384", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()), "y": URL_SAFE_NO_PAD.encode(point.y().unwrap())});
+    (key, json!({"keys": [jwk]}))
+}
+
+/// A client assertion (RFC 7523) signed with `key`, expiring `exp_in` seconds from now.
+pub fn assertion(key: &p384::ecdsa::SigningKey, client_id: &str, aud: &str, jti: &str, exp_in: i64) -> String {
+    use p384::pkcs8::EncodePrivateKey;
+    let der = key.to_pkcs8_der().unwrap();
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some("backend-1".into());
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": aud, "jti": jti, "exp": now + exp_in});
+    jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+}
+
+/// Registers a backend-services app of `tenant` (confidential-asymmetric, a fresh ES384 key)
+/// for `scope` and gets a token as SMART Backend Services do: `client_credentials` with a
+/// signed assertion. Answers the token response.
+pub async fn backend_token_in(state: &kiln::app::AppState, root: &str, tenant: &str, scope: &str) -> Value {
+    let (key, jwks) = es384_key();
+    let registered = kiln::auth::accounts::register_client(
+        &state.store,
+        NewClient {
+            tenant: tenant.into(),
+            name: "Backend service".into(),
+            kind: ClientKind::ConfidentialAsymmetric,
+            redirect_uris: vec![],
+            scopes: scope.into(),
+            launch_url: None,
+            jwks: Some(jwks.to_string()),
+            jwks_uri: None,
+            status: "active".into(),
+        },
+    )
+    .await
+    .expect("the app registers");
+    let client_id = registered.client.client_id;
+    let token_endpoint = format!("{root}/auth/token");
+    let signed = assertion(&key, &client_id, &token_endpoint, &uuid::Uuid::new_v4().to_string(), 120);
     let response = Client::new()
-        .post(format!("{root}/auth/token"))
-        .basic_auth(&client_id, Some(&secret.unwrap()))
-        .form(&[("grant_type", "client_credentials"), ("scope", "system/*.cruds")])
+        .post(&token_endpoint)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", signed.as_str()),
+        ])
         .send()
         .await
         .expect("token request sent");
     assert_eq!(response.status(), StatusCode::OK, "token request failed: {}", response.text().await.unwrap());
-    let body: Value = response.json().await.unwrap();
-    body["access_token"].as_str().expect("an access token").to_string()
+    response.json().await.unwrap()
 }
 
 /// A backend-services app whose registration allows seeing sensitive identifiers in clear
@@ -142,15 +196,7 @@ pub async fn revealing_client(app: &TestApp) -> Client {
 
 /// A backend-services app of the test clinic registered for `scope`, with a token granting it.
 pub async fn backend_client(app: &TestApp, scope: &str) -> Client {
-    let (client_id, secret) = register_app(&app.state, ClientKind::ConfidentialSymmetric, scope, vec![]).await;
-    let response = Client::new()
-        .post(format!("{}/auth/token", app.root))
-        .basic_auth(&client_id, secret.as_deref())
-        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-        .send()
-        .await
-        .expect("token request sent");
-    let body: Value = response.json().await.unwrap();
+    let body = backend_token_in(&app.state, &app.root, "test-clinic", scope).await;
     assert_eq!(body["scope"], scope, "{body}");
     authorized_client(body["access_token"].as_str().unwrap())
 }
@@ -265,7 +311,7 @@ impl TestApp {
         }));
         let root = format!("http://127.0.0.1:{port}");
         // Every case talks to the API as a real deployment's backend service would: with an
-        // access token obtained over HTTP by client_credentials.
+        // access token obtained over HTTP by client_credentials and a signed assertion.
         let token = system_token(&state, &root).await;
         TestApp {
             base: format!("{root}/fhir"),

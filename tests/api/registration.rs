@@ -9,7 +9,17 @@ use crate::helpers::{Backend, TestApp};
 use kiln::config::Registration;
 
 async fn app_with(backend: Backend, registration: Registration) -> Option<TestApp> {
-    TestApp::start_with(backend, |s| s.registration = registration, |a| a).await
+    // These apps authenticate with a client secret, which client_credentials takes only when
+    // configured to.
+    TestApp::start_with(
+        backend,
+        |s| {
+            s.registration = registration;
+            s.client_credentials_with_secret = true;
+        },
+        |a| a,
+    )
+    .await
 }
 
 async fn register(app: &TestApp, metadata: &Value) -> reqwest::Response {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use std::collections::HashMap;
 
-use crate::helpers::{TestApp, authorized_client, register_app};
+use crate::helpers::{TestApp, assertion, authorized_client, backend_client, es384_key, register_app};
 use kiln::auth::accounts::{ClientKind, NewUser, create_user};
 
 pub const REDIRECT: &str = "http://app.example/callback";
@@ -499,25 +499,6 @@ async fn refresh_tokens_rotate_and_reuse_revokes(app: TestApp) {
     assert_eq!(narrowed.get(app.url(&format!("Patient/{a}"))).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
 
-fn es384_key() -> (p384::ecdsa::SigningKey, Value) {
-    let key = p384::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
-    let point = key.verifying_key().to_encoded_point(false);
-    let jwk = json!({"kty": "EC", "crv": "P-384", "kid": "backend-1", "alg": "ES384", "use": "sig",
-        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()), "y": URL_SAFE_NO_PAD.encode(point.y().unwrap())});
-    (key, json!({"keys": [jwk]}))
-}
-
-fn assertion(key: &p384::ecdsa::SigningKey, client_id: &str, aud: &str, jti: &str, exp_in: i64) -> String {
-    use p384::pkcs8::EncodePrivateKey;
-    let der = key.to_pkcs8_der().unwrap();
-    let encoding = jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes());
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
-    header.kid = Some("backend-1".into());
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({"iss": client_id, "sub": client_id, "aud": aud, "jti": jti, "exp": now + exp_in});
-    jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
-}
-
 async fn backend_services_sign_their_own_assertion(app: TestApp) {
     let (key, jwks) = es384_key();
     let registered = kiln::auth::accounts::register_client(
@@ -616,32 +597,9 @@ async fn backend_services_sign_their_own_assertion(app: TestApp) {
 
 async fn tenants_do_not_see_each_other(app: TestApp) {
     let id = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Local"}]})).await;
-    let registered = kiln::auth::accounts::register_client(
-        &app.state.store,
-        kiln::auth::accounts::NewClient {
-            tenant: "other-clinic".into(),
-            name: "Other clinic's integration".into(),
-            kind: ClientKind::ConfidentialSymmetric,
-            redirect_uris: vec![REDIRECT.into()],
-            scopes: "system/*.cruds".into(),
-            launch_url: None,
-            jwks: None,
-            jwks_uri: None,
-            status: "active".into(),
-        },
-    )
-    .await
-    .unwrap();
     app.state.store.ensure_tenant(&kiln::access::TenantId::parse("other-clinic").unwrap(), "Other").await.unwrap();
-    let response = Client::new()
-        .post(format!("{}/auth/token", app.root))
-        .basic_auth(&registered.client.client_id, registered.secret.as_deref())
-        .form(&[("grant_type", "client_credentials"), ("scope", "system/*.cruds")])
-        .send()
-        .await
-        .unwrap();
-    let token: Value = response.json().await.unwrap();
-    let other = authorized_client(token["access_token"].as_str().unwrap());
+    let token = crate::helpers::system_token_in(&app.state, &app.root, "other-clinic").await;
+    let other = authorized_client(&token);
     assert_eq!(other.get(app.url(&format!("Patient/{id}"))).send().await.unwrap().status(), StatusCode::NOT_FOUND);
     let bundle: Value = other.get(app.url("Patient")).send().await.unwrap().json().await.unwrap();
     assert_eq!(bundle["total"], 0);
@@ -871,20 +829,91 @@ async fn administrators_manage_accounts_and_apps_over_http(app: TestApp) {
     assert_eq!(browser.post("/auth/login", &form).await.status(), StatusCode::SEE_OTHER);
     // Apps: registered active, disabled, and then refused at the token endpoint.
     let clients = format!("{}/auth/admin/clients", app.root);
-    let backend = json!({"client_name": "Exporter", "kind": "confidential-symmetric", "scope": "system/Patient.rs"});
+    let (key, jwks) = es384_key();
+    let backend = json!({"client_name": "Exporter", "kind": "confidential-asymmetric", "scope": "system/Patient.rs",
+                         "jwks": jwks});
     let registered: Value = admin.post(&clients).json(&backend).send().await.unwrap().json().await.unwrap();
-    let (id, secret) = (registered["client_id"].as_str().unwrap(), registered["client_secret"].as_str().unwrap());
-    let ask = || {
-        Client::new()
-            .post(format!("{}/auth/token", app.root))
-            .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs")])
-            .send()
+    let id = registered["client_id"].as_str().unwrap();
+    let token_url = format!("{}/auth/token", app.root);
+    let ask = |jti: &'static str| {
+        let signed = assertion(&key, id, &token_url, jti, 120);
+        let request = Client::new().post(&token_url).form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &signed),
+        ]);
+        request.send()
     };
-    assert_eq!(ask().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ask("admin-1").await.unwrap().status(), StatusCode::OK);
     let disabled = admin.post(format!("{clients}/{id}/disable")).send().await.unwrap();
     assert_eq!(disabled.status(), StatusCode::OK);
-    assert_eq!(ask().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(ask("admin-2").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn backend_services_sign_and_their_keys_come_only_from_public_addresses(app: TestApp) {
+    // A client secret is not how backend services authenticate (unless configured).
+    let (client_id, secret) =
+        register_app(&app.state, ClientKind::ConfidentialSymmetric, "system/Patient.rs", vec![]).await;
+    let token_url = format!("{}/auth/token", app.root);
+    let with_secret = Client::new()
+        .post(&token_url)
+        .basic_auth(&client_id, secret.as_deref())
+        .form(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_secret.status(), StatusCode::BAD_REQUEST);
+    let error: Value = with_secret.json().await.unwrap();
+    assert_eq!(error["error"], "unauthorized_client", "{error}");
+    // A jwks_uri that resolves to this machine is never called: the server there sees nothing.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let (key, jwks) = es384_key();
+    let keys = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let jwks = jwks.clone();
+            async move { axum::Json(jwks) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_uri = format!("https://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, keys).await.unwrap() });
+    let registered = kiln::auth::accounts::register_client(
+        &app.state.store,
+        kiln::auth::accounts::NewClient {
+            tenant: "test-clinic".into(),
+            name: "Keys by URL".into(),
+            kind: ClientKind::ConfidentialAsymmetric,
+            redirect_uris: vec![],
+            scopes: "system/Patient.rs".into(),
+            launch_url: None,
+            jwks: None,
+            jwks_uri: Some(jwks_uri),
+            status: "active".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let id = registered.client.client_id;
+    let signed = assertion(&key, &id, &token_url, "by-url-1", 120);
+    let refused = Client::new()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &signed),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let error: Value = refused.json().await.unwrap();
+    assert!(error["error_description"].as_str().unwrap().contains("private or local address"), "{error}");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 /// Signs in with the password of "doc": answers the page that follows (the code page).
@@ -976,6 +1005,70 @@ async fn a_patient_app_writes_only_into_its_own_record(app: TestApp) {
     assert_eq!(bundle["total"], 1, "nothing was added to or moved into the other patient's record");
 }
 
+async fn a_patient_app_writes_conditionally_and_in_transactions_within_its_record(app: TestApp) {
+    let (a, b, _, _) = two_patients(&app).await;
+    patient_user(&app, "pat", &a).await;
+    let scope = "launch/patient patient/Observation.crs patient/Patient.rs";
+    let (client_id, _) = register_app(&app.state, ClientKind::Public, scope, vec![REDIRECT.into()]).await;
+    let mut browser = Browser::new(&app);
+    let back = sign_in_and_allow(&mut browser, &authorize_url(&app, &client_id, scope, &app.base), "pat").await;
+    let token = exchange_code(&app, &back, &client_id).await;
+    let patient_app = authorized_client(token["access_token"].as_str().unwrap());
+    let reading = |subject: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "home glucose"},
+               "subject": {"reference": format!("Patient/{subject}")}})
+    };
+    let count = |patient: String| {
+        let app = &app;
+        async move {
+            let bundle: Value =
+                app.get(&format!("Observation?subject=Patient/{patient}&_summary=count")).await.json().await.unwrap();
+            bundle["total"].as_u64().unwrap()
+        }
+    };
+    let transaction = |resources: Vec<Value>| {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": resources.into_iter().map(|resource| json!(
+            {"resource": resource, "request": {"method": "POST", "url": "Observation"}})).collect::<Vec<_>>()})
+    };
+    let (a_before, b_before) = (count(a.clone()).await, count(b.clone()).await);
+    let own = send_json(patient_app.post(&app.base), &transaction(vec![reading(&a), reading(&a)])).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert_eq!(count(a.clone()).await, a_before + 2);
+    let mixed = send_json(patient_app.post(&app.base), &transaction(vec![reading(&a), reading(&b)])).await;
+    let outcome = crate::helpers::expect_outcome(mixed, StatusCode::FORBIDDEN).await;
+    assert!(outcome.to_string().contains("Bundle.entry[1]"), "{outcome}");
+    assert_eq!(count(a.clone()).await, a_before + 2, "the refused transaction kept nothing");
+    assert_eq!(count(b.clone()).await, b_before);
+    // A conditional create sees only the patient's own record: another patient's match is
+    // neither returned nor counted, and the new reading lands in the patient's own record.
+    let mut bs = reading(&b);
+    bs["identifier"] = json!([{"system": "urn:home", "value": "7"}]);
+    app.create(&bs).await;
+    let mut mine = reading(&a);
+    mine["identifier"] = bs["identifier"].clone();
+    let created =
+        send_json(patient_app.post(app.url("Observation")).header("if-none-exist", "identifier=urn:home|7"), &mine)
+            .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["subject"]["reference"], format!("Patient/{a}"));
+    let again =
+        send_json(patient_app.post(app.url("Observation")).header("if-none-exist", "identifier=urn:home|7"), &mine)
+            .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], created["id"], "its own match, found again");
+    // A condition that chains into Patients tests records the token cannot see: refused.
+    let chained = patient_app.post(app.url("Observation")).header("if-none-exist", "subject:Patient.name=Beta");
+    assert_eq!(send_json(chained, &mine).await.status(), StatusCode::FORBIDDEN);
+    // A conditional reference is resolved within the token's reach: Beta is not found.
+    let mut by_name = reading(&a);
+    by_name["subject"] = json!({"reference": "Patient?name=Beta"});
+    let unresolved = send_json(patient_app.post(&app.base), &transaction(vec![by_name])).await;
+    assert_eq!(unresolved.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(count(b.clone()).await, b_before + 1);
+}
+
 async fn expired_authorization_state_is_purged(app: TestApp) {
     use kiln::auth::store::{Redeemed, SecretKind, SecretRecord};
     let now = chrono::Utc::now().timestamp();
@@ -1039,44 +1132,138 @@ async fn a_standalone_launch_may_choose_the_encounter(app: TestApp) {
     assert_eq!(token["fhirContext"][0]["reference"], format!("Encounter/{older}"));
 }
 
+const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+
+/// An Observation of one category (`code` also names it, for telling them apart).
+fn categorised(code: &str) -> Value {
+    json!({"resourceType": "Observation", "status": "final", "code": {"text": code},
+           "category": [{"coding": [{"system": CATEGORY, "code": code}]}]})
+}
+
+/// The ids of a searchset's matches, in order.
+fn ids_of(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|entries| entries.iter().map(|e| e["resource"]["id"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// How many Observations of `category` the store holds (seen with a full-access token).
+async fn count_of(app: &TestApp, category: &str) -> u64 {
+    let bundle: Value = app.get(&format!("Observation?category={category}&_summary=count")).await.json().await.unwrap();
+    bundle["total"].as_u64().unwrap()
+}
+
+async fn send_json(request: reqwest::RequestBuilder, body: &Value) -> reqwest::Response {
+    request.header("content-type", "application/fhir+json").body(body.to_string()).send().await.unwrap()
+}
+
 async fn a_granular_scope_filters_reads_and_searches(app: TestApp) {
-    let category = "http://terminology.hl7.org/CodeSystem/observation-category";
-    let observation = |code: &str| {
-        json!({"resourceType": "Observation", "status": "final", "code": {"text": code},
-               "category": [{"coding": [{"system": category, "code": code}]}]})
-    };
-    let lab = app.create(&observation("laboratory")).await;
-    let vital = app.create(&observation("vital-signs")).await;
-    let scope = format!("system/Observation.crs?category={category}|laboratory");
-    let (client_id, secret) = register_app(&app.state, ClientKind::ConfidentialSymmetric, &scope, vec![]).await;
-    let response = Client::new()
-        .post(format!("{}/auth/token", app.root))
-        .basic_auth(&client_id, secret.as_deref())
-        .form(&[("grant_type", "client_credentials"), ("scope", scope.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let token: Value = response.json().await.unwrap();
-    let labs_only = authorized_client(token["access_token"].as_str().unwrap());
+    let lab = app.create(&categorised("laboratory")).await;
+    let vital = app.create(&categorised("vital-signs")).await;
+    let social = app.create(&categorised("social-history")).await;
+    let labs_only = backend_client(&app, &format!("system/Observation.crs?category={CATEGORY}|laboratory")).await;
     let bundle: Value = labs_only.get(app.url("Observation")).send().await.unwrap().json().await.unwrap();
-    let found: Vec<&str> =
-        bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
-    assert_eq!(found, vec![lab.as_str()]);
+    assert_eq!(ids_of(&bundle), vec![lab.clone()]);
+    assert!(!bundle["link"].to_string().contains("category"), "the scope's filter is not echoed: {bundle}");
     assert_eq!(labs_only.get(app.url(&format!("Observation/{lab}"))).send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(
         labs_only.get(app.url(&format!("Observation/{vital}"))).send().await.unwrap().status(),
         StatusCode::FORBIDDEN
     );
-    // Whether new content matches the filter is not guessed: writes under a filtered scope are refused.
-    let write = labs_only
-        .post(app.url("Observation"))
-        .header("content-type", "application/fhir+json")
-        .body(observation("laboratory").to_string())
+    // Two granular scopes for one type: a resource matching either is reachable, no other.
+    let two = format!(
+        "system/Observation.rs?category={CATEGORY}|laboratory system/Observation.rs?category={CATEGORY}|vital-signs"
+    );
+    let labs_and_vitals = backend_client(&app, &two).await;
+    let bundle: Value =
+        labs_and_vitals.get(app.url("Observation?_sort=_id")).send().await.unwrap().json().await.unwrap();
+    let mut expected = vec![lab.clone(), vital.clone()];
+    expected.sort();
+    assert_eq!(ids_of(&bundle), expected);
+    assert_eq!(bundle["total"], 2);
+    let status = labs_and_vitals.get(app.url(&format!("Observation/{social}"))).send().await.unwrap().status();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A filter combines with the query's own parameters (AND), and with `_id`.
+    let bundle: Value = labs_and_vitals
+        .get(app.url(&format!("Observation?_id={vital},{social}")))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    assert_eq!(ids_of(&bundle), vec![vital]);
+}
+
+async fn granular_scopes_decide_writes_by_what_is_written(app: TestApp) {
+    let labs = backend_client(&app, &format!("system/Observation.cruds?category={CATEGORY}|laboratory")).await;
+    let vitals_before = count_of(&app, "vital-signs").await;
+    // A create is kept only when what it wrote matches the filter.
+    let created = send_json(labs.post(app.url("Observation")), &categorised("laboratory")).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let lab: Value = created.json().await.unwrap();
+    let lab_id = lab["id"].as_str().unwrap().to_string();
+    let refused = send_json(labs.post(app.url("Observation")), &categorised("vital-signs")).await;
+    let outcome = crate::helpers::expect_outcome(refused, StatusCode::FORBIDDEN).await;
+    assert!(outcome.to_string().contains("category="), "the outcome names the filter: {outcome}");
+    assert_eq!(count_of(&app, "vital-signs").await, vitals_before, "the refused create left nothing");
+    // An update may change a reachable resource, but not move it out of reach.
+    let mut moved = categorised("vital-signs");
+    moved["id"] = json!(lab_id);
+    let refused = send_json(labs.put(app.url(&format!("Observation/{lab_id}"))), &moved).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let stored: Value = app.get(&format!("Observation/{lab_id}")).await.json().await.unwrap();
+    assert_eq!(stored["meta"]["versionId"], "1", "the refused update wrote no version");
+    let mut noted = categorised("laboratory");
+    noted["id"] = json!(lab_id);
+    noted["note"] = json!([{"text": "haemolysed"}]);
+    let updated = send_json(labs.put(app.url(&format!("Observation/{lab_id}"))), &noted).await;
+    assert_eq!(updated.status(), StatusCode::OK);
+    // A resource outside the filter cannot be changed, deleted or patched into it.
+    let vital = app.create(&categorised("vital-signs")).await;
+    let mut relabelled = categorised("laboratory");
+    relabelled["id"] = json!(vital);
+    let status = send_json(labs.put(app.url(&format!("Observation/{vital}"))), &relabelled).await.status();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        labs.delete(app.url(&format!("Observation/{vital}"))).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // Conditional writes see only what the filter reaches: the vital sign is not matched.
+    let mut tagged = categorised("laboratory");
+    tagged["identifier"] = json!([{"system": "urn:lab", "value": "L-1"}]);
+    let first =
+        send_json(labs.post(app.url("Observation")).header("if-none-exist", "identifier=urn:lab|L-1"), &tagged).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let again =
+        send_json(labs.post(app.url("Observation")).header("if-none-exist", "identifier=urn:lab|L-1"), &tagged).await;
+    assert_eq!(again.status(), StatusCode::OK, "the match is found and nothing is written");
+    let deleted = labs.delete(app.url("Observation?code:text=vital-signs")).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("Observation/{vital}")).await.status(), StatusCode::OK, "out of reach, not deleted");
+    let mut conditional_move = tagged.clone();
+    conditional_move["category"] = categorised("vital-signs")["category"].clone();
+    let status = send_json(labs.put(app.url("Observation?identifier=urn:lab|L-1")), &conditional_move).await.status();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // In a transaction, one entry beyond the filter refuses the whole Bundle.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0b8a5a4e-1c52-4d55-9a3f-2f6b1c0d9e01", "resource": categorised("laboratory"),
+         "request": {"method": "POST", "url": "Observation"}},
+        {"fullUrl": "urn:uuid:0b8a5a4e-1c52-4d55-9a3f-2f6b1c0d9e02", "resource": categorised("vital-signs"),
+         "request": {"method": "POST", "url": "Observation"}}]});
+    let labs_before = count_of(&app, "laboratory").await;
+    let vitals_before = count_of(&app, "vital-signs").await;
+    let refused = send_json(labs.post(&app.base), &bundle).await;
+    let outcome = crate::helpers::expect_outcome(refused, StatusCode::FORBIDDEN).await;
+    assert!(outcome.to_string().contains("Bundle.entry[1]"), "the outcome names the entry: {outcome}");
+    assert_eq!(count_of(&app, "laboratory").await, labs_before, "nothing of the transaction was kept");
+    assert_eq!(count_of(&app, "vital-signs").await, vitals_before);
+    let mut only_labs = bundle.clone();
+    only_labs["entry"].as_array_mut().unwrap().pop();
+    let accepted = send_json(labs.post(&app.base), &only_labs).await;
+    assert_eq!(accepted.status(), StatusCode::OK);
+    assert_eq!(count_of(&app, "laboratory").await, labs_before + 1);
 }
 
 crate::on_both_backends!(
@@ -1096,4 +1283,7 @@ crate::on_both_backends!(
     expired_authorization_state_is_purged,
     a_standalone_launch_may_choose_the_encounter,
     a_granular_scope_filters_reads_and_searches,
+    granular_scopes_decide_writes_by_what_is_written,
+    backend_services_sign_and_their_keys_come_only_from_public_addresses,
+    a_patient_app_writes_conditionally_and_in_transactions_within_its_record,
 );
