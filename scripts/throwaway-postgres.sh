@@ -1,6 +1,7 @@
 # A throw-away PostgreSQL cluster for scripts (conformance runs, benchmarks): initdb + pg_ctl on
 # a free port in a directory of the caller's, as the postgres user (or nobody) when run as root.
 # Source it, then:  throwaway_pg_start DIR   (sets THROWAWAY_PG_URL)   …   throwaway_pg_stop
+# A DIR that already holds a cluster (from an earlier start) is started again as it is.
 # Binaries come from $KILN_PG_BIN or the newest /usr/lib/postgresql/*/bin.
 
 THROWAWAY_PG_URL=""
@@ -29,7 +30,9 @@ throwaway_pg_start() {
     fi
     local port
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-    if ! "${_throwaway_pg_runner[@]}" "$bin/initdb" -D "$_throwaway_pg_data" -U kiln --auth=trust -E UTF8 --no-sync \
+    local existing=""
+    [ -f "$_throwaway_pg_data/PG_VERSION" ] && existing=yes
+    if [ -z "$existing" ] && ! "${_throwaway_pg_runner[@]}" "$bin/initdb" -D "$_throwaway_pg_data" -U kiln --auth=trust -E UTF8 --no-sync \
             --no-instructions >"$dir/initdb.log" 2>&1; then
         echo "throwaway-postgres: initdb failed:" >&2; cat "$dir/initdb.log" >&2; return 2
     fi
@@ -38,7 +41,7 @@ throwaway_pg_start() {
             -o "-p $port -k $dir -c listen_addresses=127.0.0.1 ${THROWAWAY_PG_OPTIONS:-}" start >/dev/null; then
         echo "throwaway-postgres: PostgreSQL did not start:" >&2; cat "$dir/log" >&2; _throwaway_pg_ctl=""; return 2
     fi
-    if ! "${_throwaway_pg_runner[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U kiln kiln; then
+    if [ -z "$existing" ] && ! "${_throwaway_pg_runner[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U kiln kiln; then
         echo "throwaway-postgres: createdb failed" >&2; return 2
     fi
     THROWAWAY_PG_URL="postgres://kiln@127.0.0.1:$port/kiln"

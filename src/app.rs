@@ -189,6 +189,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let entries = extra
         .route("/metadata", get(rest::capabilities::capabilities))
         .route("/_history", get(history::system_history))
+        .route("/_search", axum::routing::post(rest::search::system_search_post))
         .route(
             "/{type}",
             get(rest::search::search_get)
@@ -231,7 +232,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .with_state(state.clone());
     // Batch and transaction entries that read are answered by the routes above, in-process.
     let fhir = Router::new()
-        .route("/", axum::routing::post(rest::transaction::process))
+        .route("/", axum::routing::post(rest::transaction::process).get(rest::search::system_search_get))
         .layer(axum::Extension(rest::transaction::EntryRouter(entries.clone())))
         .layer(middleware::from_fn(rest::format::negotiate))
         .with_state(state.clone())

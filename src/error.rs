@@ -57,6 +57,7 @@ pub enum IssueType {
     Invariant,
     Security,
     Login,
+    Expired,
     Forbidden,
     Processing,
     NotSupported,

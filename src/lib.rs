@@ -12,6 +12,7 @@ pub mod emr;
 pub mod error;
 pub mod fhir;
 pub mod import;
+pub mod reindex;
 pub mod rest;
 pub mod search;
 pub mod sensitive;

@@ -53,6 +53,18 @@ enum Command {
     /// Other EHRs' FHIR APIs Kiln connects to (docs/ehr.md).
     #[command(subcommand)]
     Ehr(EhrCommand),
+    /// Recompute the search index of every current resource from the search parameters in
+    /// force (after a definition changes, or an upgrade that indexes more). Resources and
+    /// versions are not touched; a server may keep running.
+    #[command(after_help = SETTINGS_HELP)]
+    Reindex {
+        /// Only this resource type.
+        #[arg(long = "type")]
+        resource_type: Option<String>,
+        /// Only this clinic (default: every clinic that holds resources).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -347,6 +359,7 @@ async fn main() -> ExitCode {
         Command::Keys(KeysCommand::RotateSigning) => rotate_signing(settings).await,
         Command::Keys(command) => data_keys(settings, command).await,
         Command::Ehr(command) => return ehr(settings, command).await,
+        Command::Reindex { resource_type, tenant } => reindex(settings, resource_type, tenant).await,
         Command::Retention(RetentionCommand::Report { due_before, tenant }) => {
             retention_report(settings, due_before, tenant).await
         }
@@ -700,6 +713,36 @@ async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn reindex(
+    settings: Settings,
+    resource_type: Option<String>,
+    tenant: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let base_url: std::sync::Arc<str> = settings
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}/fhir", settings.listen))
+        .trim_end_matches('/')
+        .into();
+    let state = kiln::app::AppState::open(settings, base_url).await?;
+    let tenants = match tenant {
+        Some(tenant) => vec![kiln::access::TenantId::parse(&tenant)?],
+        None => state.store.resource_tenants().await?,
+    };
+    let started = std::time::Instant::now();
+    let mut total = 0;
+    for tenant in &tenants {
+        let done = kiln::reindex::reindex(&state, tenant, resource_type.as_deref()).await?;
+        for (type_name, count) in &done.by_type {
+            println!("{tenant}\t{type_name}\t{count}");
+        }
+        total += done.total();
+    }
+    println!("reindexed {total} resources in {:.1} s", started.elapsed().as_secs_f64());
+    state.store.close().await;
+    Ok(())
 }
 
 async fn retention_report(

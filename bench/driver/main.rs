@@ -4,6 +4,7 @@ mod baseline;
 mod bulk;
 mod fhir;
 mod load;
+mod queries;
 mod report;
 mod run;
 mod scenarios;
@@ -73,6 +74,8 @@ enum Command {
     },
     /// Print one combined table of several `run --out` JSON files.
     Report { files: Vec<PathBuf> },
+    /// Run named lists of GET requests (e.g. searches on a large data set), one name at a time.
+    Queries(queries::QueriesArgs),
 }
 
 #[tokio::main]
@@ -128,5 +131,6 @@ async fn dispatch(command: Command) -> Result<(), String> {
             print!("{}", report::combined(&files)?);
             Ok(())
         }
+        Command::Queries(args) => queries::run(args).await,
     }
 }

@@ -18,7 +18,7 @@ use crate::search::SearchRegistry;
 pub const TYPE_INTERACTIONS: &[&str] =
     &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 /// System-level interactions.
-pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
+pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system", "search-system"];
 
 /// The search parameters a type really supports: `_id`, `_lastUpdated` and every indexed one.
 fn search_params(resource: &ResourceType) -> Vec<Value> {

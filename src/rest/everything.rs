@@ -82,10 +82,10 @@ async fn everything(
             )
         })?,
     };
-    let offset = match params.get("_cursor").map(Cursor::decode) {
+    let offset = match params.get("_cursor").map(|cursor| Cursor::open(cursor, &state.sensitive)).transpose()? {
         None => 0,
-        Some(Some(Cursor::Offset(n))) => n,
-        Some(_) => return Err(FhirError::bad_request(IssueType::Value, "_cursor is not a valid page cursor")),
+        Some(Cursor::Offset(n)) => n,
+        Some(_) => return Err(FhirError::bad_request(IssueType::Value, "_cursor is not a page cursor of $everything")),
     };
     let registry = state.registry;
     // Types the compartment definition names without a linking parameter (e.g. Binary) hold
@@ -189,7 +189,7 @@ async fn everything(
             serializer.append_pair(name, value);
         }
         if at > 0 {
-            serializer.append_pair("_cursor", &Cursor::Offset(at).encode());
+            serializer.append_pair("_cursor", &Cursor::Offset(at).seal(&state.sensitive));
         }
         let path = match patient {
             Some(id) => format!("Patient/{id}/$everything"),

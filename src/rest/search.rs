@@ -1,6 +1,8 @@
-//! search: `GET [base]/[type]?…` and `POST [base]/[type]/_search` (FHIR R4 search.html,
-//! http.html#search): a `searchset` Bundle of the matches with `total`, `self`/`next` links
-//! and `search.mode = match`, shaped by `_summary` / `_elements`.
+//! search: `GET [base]/[type]?…` and `POST [base]/[type]/_search`, within a patient's
+//! compartment `GET [base]/Patient/[id]/[type]?…`, and over several types `GET [base]?_type=…`
+//! and `POST [base]/_search` (FHIR R4 search.html, http.html#search): a `searchset` Bundle of
+//! the matches with `total`, `self`/`first`/`previous`/`next` links and `search.mode = match`,
+//! shaped by `_summary` / `_elements`.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -58,18 +60,276 @@ pub async fn search_post(
     request: axum::extract::Request,
 ) -> Result<Response, FhirError> {
     let headers = request.headers().clone();
+    let params = form_parameters(&state, raw.as_deref(), request).await?;
+    search(&state, &principal, &type_name, params, &headers, None).await
+}
+
+/// `GET [base]?_type=…&…`: a search over several types (http.html#search, system level).
+pub async fn system_search_get(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, FhirError> {
+    system_search(&state, &principal, QueryParams::parse(raw.as_deref()), &headers).await
+}
+
+/// `POST [base]/_search` with form parameters (and possibly more in the URL).
+pub async fn system_search_post(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+    request: axum::extract::Request,
+) -> Result<Response, FhirError> {
+    let headers = request.headers().clone();
+    let params = form_parameters(&state, raw.as_deref(), request).await?;
+    system_search(&state, &principal, params, &headers).await
+}
+
+/// The URL's parameters and those of an `application/x-www-form-urlencoded` body.
+async fn form_parameters(
+    state: &AppState,
+    raw: Option<&str>,
+    request: axum::extract::Request,
+) -> Result<QueryParams, FhirError> {
+    let form = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = read_limited(request, state.settings.max_body_bytes).await?;
-    let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !body.is_empty() && !form.starts_with("application/x-www-form-urlencoded") {
         return Err(FhirError::UnsupportedMediaType(
             "POST _search takes application/x-www-form-urlencoded parameters".into(),
         ));
     }
-    let mut params = QueryParams::parse(raw.as_deref());
+    let mut params = QueryParams::parse(raw);
     let from_body = std::str::from_utf8(&body)
         .map_err(|_| FhirError::bad_request(IssueType::Structure, "the form body is not UTF-8"))?;
     params.0.extend(QueryParams::parse(Some(from_body)).0);
-    search(&state, &principal, &type_name, params, &headers, None).await
+    Ok(params)
+}
+
+/// The parameters a search over all types may use: those every resource has.
+const COMMON_PARAMETERS: &[&str] = &["_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_list"];
+
+/// A search over the types `_type` names (or all types, with common parameters only): each
+/// type's query compiled and confined as a type search would be, read a page at a time from a
+/// cursor in the merged order (sort key, type, id), and merged.
+async fn system_search(
+    state: &AppState,
+    principal: &Principal,
+    params: QueryParams,
+    headers: &HeaderMap,
+) -> Result<Response, FhirError> {
+    let named: Vec<String> = params
+        .0
+        .iter()
+        .filter(|(name, _)| name == "_type")
+        .flat_map(|(_, value)| value.split(',').map(|t| t.trim().to_string()))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut rest = QueryParams(params.0.iter().filter(|(name, _)| name != "_type").cloned().collect());
+    let mut types: Vec<&'static crate::fhir::registry::ResourceType> = Vec::new();
+    for name in &named {
+        let definition = resource_type(state, name)?;
+        if !types.iter().any(|t| t.name == definition.name) {
+            types.push(definition);
+        }
+    }
+    let explicit = !types.is_empty();
+    if !explicit {
+        // Without _type every type is searched, so only the parameters every type has apply.
+        for (name, _) in &rest.0 {
+            let base = name.split(':').next().unwrap_or(name);
+            if !COMMON_PARAMETERS.contains(&base) && !query::is_control_parameter(base) {
+                return Err(FhirError::BadRequest(vec![
+                    crate::error::Issue::error(
+                        IssueType::NotSupported,
+                        format!("'{name}' is not a parameter of every type; name the types with _type"),
+                    )
+                    .at(name.clone()),
+                ]));
+            }
+        }
+        // Types the token may not search are simply not searched.
+        types = state
+            .registry
+            .resources()
+            .filter(|definition| principal.permit(&definition.name, Interaction::Search).is_ok())
+            .collect();
+    }
+    types.sort_by(|a, b| a.name.cmp(&b.name));
+    rest = expand_value_sets(state, principal, rest).await?;
+    open_cursor(state, &mut rest)?;
+    state.sensitive.blind_search(&mut rest.0);
+    let lenient = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim() == "handling=lenient"));
+    let settings = &state.settings;
+    let mut queries = Vec::with_capacity(types.len());
+    for definition in &types {
+        let restriction = principal.permit(&definition.name, Interaction::Search)?;
+        policy::check_reach(principal, &definition.name, &rest)?;
+        let mut query = query::compile(
+            definition,
+            &rest,
+            &state.base_url,
+            lenient,
+            settings.max_page_size,
+            settings.default_page_size,
+        )?;
+        if query.sort.pages_by_offset() {
+            return Err(FhirError::bad_request(
+                IssueType::NotSupported,
+                "a search over several types sorts by _id or _lastUpdated only",
+            ));
+        }
+        policy::confine(state, &mut query, definition, &restriction)?;
+        super::audit_caught_up(state, &principal.tenant, &definition.name).await?;
+        queries.push((*definition, query));
+    }
+    let Some((_, template)) = queries.first() else {
+        return Err(FhirError::Forbidden("the access token may search no type".into()));
+    };
+    let (count, sort, total_kind, subset, echo, cursor) = (
+        template.count,
+        template.sort.clone(),
+        template.total,
+        template.subset.clone(),
+        template.echo.clone(),
+        template.cursor.clone(),
+    );
+    let include = template.include.clone();
+    let mut total = match total_kind {
+        Total::None => None,
+        _ => Some(0u64),
+    };
+    let mut found: Vec<VersionRecord> = Vec::new();
+    let summary_count = subset == Subset::Summary(Summary::Count);
+    for (definition, mut query) in queries {
+        if let Some(sum) = total.as_mut() {
+            *sum += match total_kind {
+                Total::Estimate => state.store.estimate(&principal.tenant, &definition.name, &query).await?,
+                _ => state.store.count(&principal.tenant, &definition.name, &query).await?,
+            };
+        }
+        if summary_count || count == 0 {
+            continue;
+        }
+        query.cursor = None;
+        if let Some(Cursor::After { last_updated, id }) = &cursor {
+            let (cursor_type, cursor_id) = id.split_once('/').unwrap_or(("", id));
+            let at = match definition.name.as_str().cmp(cursor_type) {
+                std::cmp::Ordering::Less => query::TypeAtCursor::Earlier,
+                std::cmp::Ordering::Equal => query::TypeAtCursor::Same,
+                std::cmp::Ordering::Greater => query::TypeAtCursor::Later,
+            };
+            query.resume_after(*last_updated, cursor_id, at)?;
+        }
+        found.extend(state.store.search(&principal.tenant, &definition.name, &query).await?);
+    }
+    found.sort_by(|a, b| merged_order(&sort, a, b));
+    let has_more = found.len() > count as usize;
+    found.truncate(count as usize);
+
+    let link = |cursor: Option<&Cursor>| {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        if explicit {
+            serializer.append_pair("_type", &types.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","));
+        }
+        for (name, value) in &echo {
+            serializer.append_pair(name, value);
+        }
+        if let Some(cursor) = cursor {
+            serializer.append_pair("_cursor", &cursor.seal(&state.sensitive));
+        }
+        format!("{}?{}", state.base_url, serializer.finish())
+    };
+    let next = found.last().filter(|_| has_more).map(|last| Cursor::After {
+        last_updated: last.last_updated,
+        id: format!("{}/{}", last.resource_type, last.id),
+    });
+    let self_link = link(cursor.as_ref());
+    let first_link = link(None);
+    let next_link = next.as_ref().map(|cursor| link(Some(cursor)));
+    let mut links = vec![("self", self_link.as_str()), ("first", first_link.as_str())];
+    if let Some(next) = &next_link {
+        links.push(("next", next.as_str()));
+    }
+    let included = includes(state, principal, &include, &found).await?;
+    let mut bundle = BundleWriter::new("searchset", total, &links);
+    let entries = found.into_iter().map(|r| (r, "match")).chain(included.into_iter().map(|r| (r, "include")));
+    for (record, mode) in entries {
+        let full_url = format!("{}/{}/{}", state.base_url, record.resource_type, record.id);
+        let record_type = resource_type(state, &record.resource_type)?;
+        let body = subset.apply(record_type, record.json.unwrap_or_default())?;
+        bundle.push(Entry {
+            full_url: &full_url,
+            resource: Some(&body),
+            search_mode: Some(mode),
+            request: None,
+            response: None,
+            outcome: None,
+        });
+    }
+    let mut response = (StatusCode::OK, bundle.finish()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    Ok(response)
+}
+
+/// The order of a search over several types: the sort key, then the type name, then the id.
+fn merged_order(sort: &query::Sort, a: &VersionRecord, b: &VersionRecord) -> std::cmp::Ordering {
+    use query::Sort;
+    let by_type = a.resource_type.cmp(&b.resource_type);
+    match sort {
+        Sort::IdDescending => b.id.cmp(&a.id).then(by_type),
+        Sort::LastUpdatedAscending => a.last_updated.cmp(&b.last_updated).then(by_type).then(a.id.cmp(&b.id)),
+        Sort::LastUpdatedDescending => b.last_updated.cmp(&a.last_updated).then(by_type).then(b.id.cmp(&a.id)),
+        _ => a.id.cmp(&b.id).then(by_type),
+    }
+}
+
+/// Replaces a sealed `_cursor` by the cursor it holds (400 when it is changed or expired), for
+/// the query compiler to read.
+pub fn open_cursor(state: &AppState, params: &mut QueryParams) -> Result<(), FhirError> {
+    for (name, value) in params.0.iter_mut().filter(|(name, _)| name == "_cursor") {
+        let cursor = Cursor::open(value, &state.sensitive).map_err(|error| match error {
+            FhirError::BadRequest(mut issues) => {
+                for issue in &mut issues {
+                    issue.expression = vec![name.clone()];
+                }
+                FhirError::BadRequest(issues)
+            }
+            other => other,
+        })?;
+        *value = cursor.encode();
+    }
+    Ok(())
+}
+
+/// The cursors of the pages before and after `records` (the page `query` asked for, in order;
+/// `has_more`: a page lies beyond it in the direction it was read).
+fn neighbours(
+    query: &query::SearchQuery,
+    records: &[VersionRecord],
+    has_more: bool,
+) -> (Option<Cursor>, Option<Cursor>) {
+    if query.sort.pages_by_offset() {
+        let offset = Cursor::offset(query.cursor.as_ref());
+        let previous = (offset > 0).then(|| Cursor::Offset(offset.saturating_sub(u64::from(query.count))));
+        let next = has_more.then(|| Cursor::Offset(offset + records.len() as u64));
+        return (previous, next);
+    }
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return (None, None);
+    };
+    let before = Cursor::Before { last_updated: first.last_updated, id: first.id.clone() };
+    let after = Cursor::After { last_updated: last.last_updated, id: last.id.clone() };
+    if query.backwards() {
+        // Read backwards from a later page: that page follows; another lies before if more was found.
+        (has_more.then_some(before), Some(after))
+    } else {
+        (query.cursor.is_some().then_some(before), has_more.then_some(after))
+    }
 }
 
 /// Most codes a ValueSet named by `:in` / `:not-in` may hold.
@@ -235,6 +495,7 @@ async fn search(
     policy::check_reach(principal, &definition.name, &params)?;
     super::audit_caught_up(state, &principal.tenant, &definition.name).await?;
     let mut params = expand_value_sets(state, principal, params).await?;
+    open_cursor(state, &mut params)?;
     state.sensitive.blind_search(&mut params.0);
     let lenient = headers
         .get_all("prefer")
@@ -261,6 +522,7 @@ async fn search(
     let summary_count = query.subset == Subset::Summary(Summary::Count);
     let total = match query.total {
         Total::Accurate => Some(state.store.count(&principal.tenant, &definition.name, &query).await?),
+        Total::Estimate => Some(state.store.estimate(&principal.tenant, &definition.name, &query).await?),
         Total::None => None,
     };
     let mut records = if summary_count || query.count == 0 {
@@ -268,8 +530,12 @@ async fn search(
     } else {
         state.store.search(&principal.tenant, &definition.name, &query).await?
     };
+    // More than a page was found: there is a page beyond this one, in the direction read.
     let has_more = records.len() > query.count as usize;
     records.truncate(query.count as usize);
+    if query.backwards() {
+        records.reverse();
+    }
 
     let link = |cursor: Option<&Cursor>| {
         let mut serializer = form_urlencoded::Serializer::new(String::new());
@@ -277,7 +543,7 @@ async fn search(
             serializer.append_pair(name, value);
         }
         if let Some(cursor) = cursor {
-            serializer.append_pair("_cursor", &cursor.encode());
+            serializer.append_pair("_cursor", &cursor.seal(&state.sensitive));
         }
         let encoded = serializer.finish();
         if encoded.is_empty() {
@@ -286,14 +552,15 @@ async fn search(
             format!("{}/{path}?{encoded}", state.base_url)
         }
     };
+    let (previous, next) = neighbours(&query, &records, has_more);
     let self_link = link(query.cursor.as_ref());
-    let next_cursor = if query.sort.pages_by_offset() {
-        Cursor::Offset(Cursor::offset(query.cursor.as_ref()) + records.len() as u64)
-    } else {
-        records.last().map_or(Cursor::Offset(0), |r| Cursor::After { last_updated: r.last_updated, id: r.id.clone() })
-    };
-    let next_link = has_more.then(|| link(Some(&next_cursor)));
-    let mut links = vec![("self", self_link.as_str())];
+    let first_link = link(None);
+    let previous_link = previous.map(|cursor| link(Some(&cursor)));
+    let next_link = next.map(|cursor| link(Some(&cursor)));
+    let mut links = vec![("self", self_link.as_str()), ("first", first_link.as_str())];
+    if let Some(previous) = &previous_link {
+        links.push(("previous", previous.as_str()));
+    }
     if let Some(next) = &next_link {
         links.push(("next", next.as_str()));
     }

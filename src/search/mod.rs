@@ -9,6 +9,7 @@ pub mod query;
 pub mod reference;
 pub mod string;
 pub mod token;
+pub mod ucum;
 pub mod uri;
 
 use std::collections::HashMap;

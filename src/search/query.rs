@@ -22,6 +22,17 @@ pub enum Sort {
 }
 
 impl Sort {
+    /// The order a page read backwards (for a `previous` link) is fetched in.
+    pub fn reversed_order_by(&self) -> &str {
+        match self {
+            Sort::IdAscending => "r.id DESC",
+            Sort::IdDescending => "r.id ASC",
+            Sort::LastUpdatedAscending => "r.last_updated DESC, r.id DESC",
+            Sort::LastUpdatedDescending => "r.last_updated ASC, r.id ASC",
+            Sort::ByParameters(order) => order,
+        }
+    }
+
     pub fn order_by(&self) -> &str {
         match self {
             Sort::IdAscending => "r.id ASC",
@@ -40,21 +51,29 @@ impl Sort {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Total {
     None,
+    Estimate,
     Accurate,
 }
 
-/// Where a page starts: after the last entry of the previous page, or (for orders by other
-/// parameters) after a number of entries.
+/// Where a page starts: after the last entry of the previous page, before the first entry of
+/// the next one (a `previous` link), or (for orders by other parameters) after a number of
+/// entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cursor {
     After { last_updated: i64, id: String },
+    Before { last_updated: i64, id: String },
     Offset(u64),
 }
+
+/// How long a page link stays usable.
+pub const CURSOR_LIFETIME_SECS: i64 = 24 * 3600;
+const CURSOR_CONTEXT: &str = "search page cursor";
 
 impl Cursor {
     pub fn encode(&self) -> String {
         match self {
             Cursor::After { last_updated, id } => format!("{last_updated}:{id}"),
+            Cursor::Before { last_updated, id } => format!("<{last_updated}:{id}"),
             Cursor::Offset(n) => format!("+{n}"),
         }
     }
@@ -63,8 +82,48 @@ impl Cursor {
         if let Some(n) = text.strip_prefix('+') {
             return n.parse().ok().map(Cursor::Offset);
         }
+        let (before, text) = match text.strip_prefix('<') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
         let (last_updated, id) = text.split_once(':')?;
-        Some(Cursor::After { last_updated: last_updated.parse().ok()?, id: id.to_string() })
+        let (last_updated, id) = (last_updated.parse().ok()?, id.to_string());
+        Some(if before { Cursor::Before { last_updated, id } } else { Cursor::After { last_updated, id } })
+    }
+
+    /// The cursor as a page link carries it: sealed (AES-GCM under the server's key ring, so
+    /// any node opens it) with the time it was made, so that a changed or stale one is refused
+    /// rather than followed.
+    pub fn seal(&self, sensitive: &crate::sensitive::Sensitive) -> String {
+        let made = chrono::Utc::now().timestamp();
+        let sealed = sensitive.seal_secret(&format!("{made}|{}", self.encode()), CURSOR_CONTEXT);
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sealed)
+    }
+
+    /// Opens a cursor made by [`seal`](Cursor::seal): 400 when it was changed, made by another
+    /// server, or is older than [`CURSOR_LIFETIME_SECS`].
+    pub fn open(text: &str, sensitive: &crate::sensitive::Sensitive) -> Result<Cursor, FhirError> {
+        let invalid = || {
+            FhirError::bad_request(
+                IssueType::Value,
+                "_cursor is not a page cursor of this server (it was changed or cut); follow the Bundle's links",
+            )
+        };
+        let sealed = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|sealed| sealed.starts_with(crate::sensitive::SEALED_PREFIX))
+            .ok_or_else(invalid)?;
+        let opened = sensitive.open_secret(&sealed, CURSOR_CONTEXT).map_err(|_| invalid())?;
+        let (made, raw) = opened.split_once('|').ok_or_else(invalid)?;
+        let made: i64 = made.parse().map_err(|_| invalid())?;
+        if chrono::Utc::now().timestamp() - made > CURSOR_LIFETIME_SECS {
+            return Err(FhirError::bad_request(
+                IssueType::Expired,
+                "this page link has expired (page links last 24 hours); run the search again",
+            ));
+        }
+        Cursor::decode(raw).ok_or_else(invalid)
     }
 
     /// The offset this cursor stands for (0 for keyset cursors).
@@ -117,12 +176,46 @@ impl SearchQuery {
             args.push(SqlArg::Int(*last_updated));
             args.push(SqlArg::Text(last_id.clone()));
         }
+        if let Some(Cursor::Before { last_updated, id: first_id }) = &self.cursor {
+            let n = args.len() + 3;
+            let (lu, id) = (format!("${n}"), format!("${}", n + 1));
+            let clause = match &self.sort {
+                Sort::ByParameters(_) => String::new(),
+                Sort::IdAscending => format!(" AND r.id < {id}"),
+                Sort::IdDescending => format!(" AND r.id > {id}"),
+                Sort::LastUpdatedAscending => {
+                    format!(" AND (r.last_updated < {lu} OR (r.last_updated = {lu} AND r.id < {id}))")
+                }
+                Sort::LastUpdatedDescending => {
+                    format!(" AND (r.last_updated > {lu} OR (r.last_updated = {lu} AND r.id > {id}))")
+                }
+            };
+            conditions.push_str(&clause);
+            args.push(SqlArg::Int(*last_updated));
+            args.push(SqlArg::Text(first_id.clone()));
+        }
         (conditions, args)
+    }
+
+    /// Whether the page is read backwards from its cursor (a `previous` link): the store fetches
+    /// it in reverse order, and the caller turns it around.
+    pub fn backwards(&self) -> bool {
+        matches!(self.cursor, Some(Cursor::Before { .. })) && !self.sort.pages_by_offset()
+    }
+
+    /// The `ORDER BY` the store fetches the page in.
+    pub fn fetch_order(&self) -> &str {
+        if self.backwards() { self.sort.reversed_order_by() } else { self.sort.order_by() }
     }
 }
 
 /// Result-control and format parameters (search.html#return).
 const CONTROL: &[&str] = &["_count", "_total", "_summary", "_elements", "_sort", "_cursor", "_format", "_pretty"];
+
+/// Whether `name` controls the result (or its format) rather than selecting resources.
+pub fn is_control_parameter(name: &str) -> bool {
+    CONTROL.contains(&name) || name.starts_with("_include") || name.starts_with("_revinclude")
+}
 /// Parameters of the search grammar Kiln does not implement yet: a clear refusal, never a
 /// silently ignored condition.
 const NOT_YET: &[&str] = &[
@@ -146,7 +239,7 @@ pub fn compile(
     max_count: u32,
     default_count: u32,
 ) -> Result<SearchQuery, FhirError> {
-    let mut conditions = String::new();
+    let mut compiled: Vec<(String, Selectivity)> = Vec::new();
     let mut args: Vec<SqlArg> = Vec::new();
     let mut issues = Vec::new();
     let mut ignored = Vec::new();
@@ -168,10 +261,7 @@ pub fn compile(
         }
         let mut builder = ConditionBuilder { base_url, args: &mut args, depth: 0 };
         match builder.param_condition(&definition.name, "r", "$2", raw_name, value) {
-            Ok(condition) => {
-                conditions.push_str(" AND ");
-                conditions.push_str(&condition);
-            }
+            Ok(condition) => compiled.push((condition, Selectivity::of(&definition.name, raw_name, value))),
             Err(ParamError::Unknown(message)) if lenient => {
                 let _ = message;
                 ignored.push(raw_name.clone());
@@ -189,7 +279,8 @@ pub fn compile(
         })?,
     };
     let total = match params.get("_total") {
-        None | Some("accurate") | Some("estimate") => Total::Accurate,
+        None | Some("accurate") => Total::Accurate,
+        Some("estimate") => Total::Estimate,
         Some("none") => Total::None,
         Some(other) => {
             return Err(FhirError::bad_request(
@@ -215,7 +306,88 @@ pub fn compile(
     if !issues.is_empty() {
         return Err(FhirError::BadRequest(issues));
     }
+    let conditions = join_conditions(compiled);
     Ok(SearchQuery { conditions, args, sort, count, total, subset: params.subset()?, cursor, echo, ignored, include })
+}
+
+/// How many resources a condition is likely to leave, coarsely: the most selective one drives
+/// the query (`r.id IN (…)`, the database reading its index rows first) and the others are
+/// checked per candidate (`EXISTS (… x.id = r.id …)`, a probe of the owner index). With every
+/// condition as `IN`, SQLite builds the full list of each, and `category=vital-signs` alone
+/// is half of all Observations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Selectivity {
+    /// `_id`, a reference to one resource, an identifier: a handful of rows.
+    Few,
+    /// A string, a chain or `_has`: usually some, sometimes many.
+    Some,
+    /// Codes, dates, numbers, quantities, uris: often a large part of the type.
+    Many,
+    /// `:missing`, `:not` and other negations: never the driver.
+    Negated,
+}
+
+impl Selectivity {
+    fn of(resource_type: &str, raw_name: &str, value: &str) -> Selectivity {
+        if raw_name.starts_with("_has:") || raw_name.contains('.') {
+            return Selectivity::Some;
+        }
+        let (name, modifier) = match raw_name.split_once(':') {
+            Some((name, modifier)) => (name, Some(modifier)),
+            None => (raw_name, None),
+        };
+        if matches!(modifier, Some("missing" | "not" | "not-in" | "below" | "above")) {
+            return Selectivity::Negated;
+        }
+        if name == "_id" || name == "identifier" || matches!(modifier, Some("identifier" | "of-type")) {
+            return Selectivity::Few;
+        }
+        let kind = SearchRegistry::global().param(resource_type, name).map(|p| p.def.kind.as_str());
+        match kind {
+            Some("reference") if !value.is_empty() => Selectivity::Few,
+            Some("string") => Selectivity::Some,
+            _ => Selectivity::Many,
+        }
+    }
+}
+
+/// The conditions joined with AND: the most selective as written (`r.id IN (…)`), every other
+/// plain index condition turned into a correlated `EXISTS` (see [`Selectivity`]).
+fn join_conditions(mut compiled: Vec<(String, Selectivity)>) -> String {
+    let driver = compiled
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, selectivity))| *selectivity != Selectivity::Negated)
+        .min_by_key(|(index, (_, selectivity))| (*selectivity, *index))
+        .map(|(index, _)| index);
+    let mut conditions = String::new();
+    for (index, (condition, _)) in compiled.iter_mut().enumerate() {
+        conditions.push_str(" AND ");
+        if Some(index) == driver {
+            conditions.push_str(condition);
+        } else {
+            conditions.push_str(&correlated(condition));
+        }
+    }
+    conditions
+}
+
+/// `r.id IN (SELECT x.id FROM search_T x WHERE …)` as `EXISTS (SELECT 1 FROM search_T x WHERE
+/// x.id = r.id AND …)` (and `NOT IN` as `NOT EXISTS`); any other condition as it is.
+fn correlated(condition: &str) -> String {
+    for (from, to) in [
+        ("r.id IN (SELECT x.id FROM ", "EXISTS (SELECT 1 FROM "),
+        ("r.id NOT IN (SELECT x.id FROM ", "NOT EXISTS (SELECT 1 FROM "),
+    ] {
+        if let Some(rest) = condition.strip_prefix(from)
+            && let Some((table, filter)) = rest.split_once(" x WHERE ")
+            && table.starts_with("search_")
+            && !table.contains(' ')
+        {
+            return format!("{to}{table} x WHERE x.id = r.id AND {filter}");
+        }
+    }
+    condition.to_string()
 }
 
 impl SearchQuery {
@@ -293,7 +465,62 @@ impl SearchQuery {
     }
 }
 
+/// Where one type of a search over several types stands relative to the type of the cursor, in
+/// the merged order (sort key, then type name, then id): a system search resumes each type's
+/// own query from the merged cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeAtCursor {
+    /// A type ordered before the cursor's: rows with the cursor's key came before it.
+    Earlier,
+    Same,
+    /// A type ordered after the cursor's: rows with the cursor's key are still to come.
+    Later,
+}
+
 impl SearchQuery {
+    /// Resumes this type's part of a search over several types after the merged cursor
+    /// (`last_updated`, `id` of the cursor's resource), for `_id` and `_lastUpdated` orders.
+    pub fn resume_after(&mut self, last_updated: i64, id: &str, at: TypeAtCursor) -> Result<(), FhirError> {
+        let mut bind = |arg: SqlArg| {
+            self.args.push(arg);
+            format!("${}", self.args.len() + 2)
+        };
+        let clause = match (&self.sort, at) {
+            (Sort::IdAscending, TypeAtCursor::Later) => format!("r.id >= {}", bind(SqlArg::Text(id.into()))),
+            (Sort::IdAscending, _) => format!("r.id > {}", bind(SqlArg::Text(id.into()))),
+            (Sort::IdDescending, TypeAtCursor::Later) => format!("r.id <= {}", bind(SqlArg::Text(id.into()))),
+            (Sort::IdDescending, _) => format!("r.id < {}", bind(SqlArg::Text(id.into()))),
+            (Sort::LastUpdatedAscending, TypeAtCursor::Later) => {
+                format!("r.last_updated >= {}", bind(SqlArg::Int(last_updated)))
+            }
+            (Sort::LastUpdatedAscending, TypeAtCursor::Earlier) => {
+                format!("r.last_updated > {}", bind(SqlArg::Int(last_updated)))
+            }
+            (Sort::LastUpdatedAscending, TypeAtCursor::Same) => {
+                let (lu, id) = (bind(SqlArg::Int(last_updated)), bind(SqlArg::Text(id.into())));
+                format!("(r.last_updated > {lu} OR (r.last_updated = {lu} AND r.id > {id}))")
+            }
+            (Sort::LastUpdatedDescending, TypeAtCursor::Later) => {
+                format!("r.last_updated <= {}", bind(SqlArg::Int(last_updated)))
+            }
+            (Sort::LastUpdatedDescending, TypeAtCursor::Earlier) => {
+                format!("r.last_updated < {}", bind(SqlArg::Int(last_updated)))
+            }
+            (Sort::LastUpdatedDescending, TypeAtCursor::Same) => {
+                let (lu, id) = (bind(SqlArg::Int(last_updated)), bind(SqlArg::Text(id.into())));
+                format!("(r.last_updated < {lu} OR (r.last_updated = {lu} AND r.id < {id}))")
+            }
+            (Sort::ByParameters(_), _) => {
+                return Err(FhirError::bad_request(
+                    IssueType::NotSupported,
+                    "a search over several types sorts by _id or _lastUpdated only",
+                ));
+            }
+        };
+        self.conditions = format!(" AND {clause}{}", self.conditions);
+        Ok(())
+    }
+
     /// Confines the search to resources matching at least one of `filters`, each a conjunction
     /// of search parameters (the filters of granular scopes, search.html semantics for each).
     pub fn matching_any(
@@ -679,9 +906,15 @@ fn sort_by_parameters(resource_type: &str, keys: &str) -> Result<Sort, FhirError
                 if !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                     return Err(FhirError::internal(format!("unexpected search parameter code {code:?}")));
                 }
+                // A quantity sorts by the value as recorded, not by its canonical copy.
+                let recorded = if param.def.kind == "quantity" {
+                    format!(" AND (x.system IS NULL OR x.system <> '{}')", super::ucum::CANONICAL)
+                } else {
+                    String::new()
+                };
                 format!(
                     "(SELECT {aggregate}({value}) FROM search_{} x WHERE x.tenant = r.tenant AND x.type = r.type \
-                     AND x.id = r.id AND x.param = '{code}')",
+                     AND x.id = r.id AND x.param = '{code}'{recorded})",
                     param.def.kind
                 )
             }
@@ -725,8 +958,21 @@ mod tests {
         let q = compile_query("family=O'Brien%25&gender=male,female").unwrap();
         assert!(!q.conditions.contains("O'Brien"));
         assert!(q.args.contains(&SqlArg::Text("o'brien\\%%".into())));
-        assert_eq!(q.conditions.matches("r.id IN (SELECT x.id FROM").count(), 2);
+        assert_eq!(q.conditions.matches("r.id IN (SELECT x.id FROM").count(), 1);
+        assert_eq!(q.conditions.matches("EXISTS (SELECT 1 FROM search_token x WHERE x.id = r.id").count(), 1);
         assert!(q.conditions.contains(" OR "));
+    }
+
+    #[test]
+    fn the_most_selective_condition_drives_and_the_others_are_probed() {
+        let q = compile_query("gender=male&identifier=urn:mrn|42&family=smith").unwrap();
+        let drives = "r.id IN (SELECT x.id FROM search_token x WHERE x.tenant = $1 AND x.type = $2 AND x.param = $5";
+        assert!(q.conditions.contains(drives), "the identifier ($5 names its parameter) drives: {}", q.conditions);
+        assert_eq!(q.conditions.matches("EXISTS (SELECT 1 FROM").count(), 2, "{}", q.conditions);
+        // A negation never drives: with only negations, every one is probed.
+        let q = compile_query("gender:not=male&family:missing=true").unwrap();
+        assert_eq!(q.conditions.matches("NOT EXISTS (SELECT 1 FROM").count(), 2, "{}", q.conditions);
+        assert!(!q.conditions.contains(" IN (SELECT"), "{}", q.conditions);
     }
 
     #[test]

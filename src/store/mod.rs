@@ -281,6 +281,9 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     ) -> StoreResult<Vec<VersionRecord>>;
     /// How many current, live resources match the query (its cursor ignored).
     async fn count(&self, tenant: &TenantId, resource_type: &str, query: &SearchQuery) -> StoreResult<u64>;
+    /// About how many current, live resources match the query: the planner's estimate where the
+    /// database keeps one (PostgreSQL), else the exact count (`_total=estimate`).
+    async fn estimate(&self, tenant: &TenantId, resource_type: &str, query: &SearchQuery) -> StoreResult<u64>;
     /// The next value of a per-tenant counter, starting at 1 (numbers may be skipped, never reused).
     async fn next_sequence(&self, tenant: &TenantId, name: &str) -> StoreResult<i64> {
         let mut transaction = self.begin(tenant).await?;
@@ -307,6 +310,8 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Up to `limit` ids of the tenant's AuditEvent resources that have no audit log row.
     async fn unchained_audit_events(&self, tenant: &TenantId, limit: u32) -> StoreResult<Vec<String>>;
+    /// The tenants that hold resources.
+    async fn resource_tenants(&self) -> StoreResult<Vec<TenantId>>;
     /// The tenants that have an audit log or AuditEvents.
     async fn audit_tenants(&self) -> StoreResult<Vec<TenantId>>;
     /// Makes sure the tenant row exists.
@@ -441,6 +446,9 @@ pub trait StoreTransaction: Send {
         json: Vec<u8>,
         index: Vec<IndexRow>,
     ) -> StoreResult<()>;
+    /// Replaces the search-index rows of the current version of `resource_type/id` (`kiln
+    /// reindex`), nothing else.
+    async fn replace_index_rows(&mut self, resource_type: &str, id: &str, index: Vec<IndexRow>) -> StoreResult<()>;
     /// The links of `sources` whose target is not a live resource (at most 100).
     async fn dangling_links(&mut self, sources: &[(String, String)]) -> StoreResult<Vec<Link>>;
     /// Links from live resources (other than the targets themselves) to any of `targets`.

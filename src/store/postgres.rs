@@ -19,6 +19,7 @@ impl SqlBackend for Postgres {
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const BEGIN: &'static str = "BEGIN";
     const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
+    const EXPLAIN: Option<&'static str> = Some("EXPLAIN ");
     const ANALYZE: &'static str = "ANALYZE resources, resource_versions, search_string, search_token, search_date, \
          search_number, search_quantity, search_reference, search_uri, unique_keys, busy_intervals";
 }

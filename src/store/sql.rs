@@ -40,6 +40,15 @@ pub trait SqlBackend: Database {
     const SKIP_LOCKED: &'static str;
     /// Refreshes the planner's statistics (run on the writer pool).
     const ANALYZE: &'static str;
+    /// What makes a statement answer the planner's plan as text (PostgreSQL `EXPLAIN`), whose
+    /// first line carries its row estimate; none where the planner keeps no such estimate.
+    const EXPLAIN: Option<&'static str>;
+}
+
+/// The row estimate of a plan's top line, e.g. `Seq Scan on resources r  (cost=0.00..1.01 rows=42 width=4)`.
+fn planned_rows(line: &str) -> Option<u64> {
+    let after = &line[line.find(" rows=")? + 6..];
+    after[..after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len())].parse().ok()
 }
 
 /// Reads go to `reads`; writes to `writes` (for SQLite a single connection, the one writer).
@@ -191,7 +200,7 @@ where
         let sql = format!(
             "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.json FROM resources r \
              WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted{conditions} ORDER BY {} LIMIT {} OFFSET {}",
-            query.sort.order_by(),
+            query.fetch_order(),
             u64::from(query.count) + 1,
             Cursor::offset(query.cursor.as_ref()),
         );
@@ -285,6 +294,23 @@ where
         }
         let count: i64 = statement.fetch_one(&self.reads).await?.try_get(0)?;
         Ok(count.max(0) as u64)
+    }
+
+    async fn estimate(&self, tenant: &TenantId, resource_type: &str, query: &SearchQuery) -> StoreResult<u64> {
+        let Some(explain) = DB::EXPLAIN else {
+            return self.count(tenant, resource_type, query).await;
+        };
+        let sql = format!(
+            "{explain}SELECT 1 FROM resources r WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted{}",
+            query.conditions
+        );
+        let mut statement =
+            sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string()).bind(resource_type.to_string());
+        for arg in query.args.iter().cloned() {
+            statement = bind_arg(statement, arg);
+        }
+        let top: String = statement.fetch_one(&self.reads).await?.try_get(0)?;
+        Ok(planned_rows(&top).unwrap_or(0))
     }
 
     async fn meta_in_use(&self, tenant: &TenantId, resource_type: Option<&str>) -> StoreResult<MetaInUse> {
@@ -389,6 +415,17 @@ where
         .fetch_all(&self.reads)
         .await?;
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    async fn resource_tenants(&self) -> StoreResult<Vec<TenantId>> {
+        let rows =
+            sqlx::query::<DB>("SELECT DISTINCT tenant FROM resources ORDER BY tenant").fetch_all(&self.reads).await?;
+        rows.iter()
+            .map(|row| {
+                let tenant: String = row.try_get(0)?;
+                TenantId::parse(&tenant).map_err(StoreError::Configuration)
+            })
+            .collect()
     }
 
     async fn audit_tenants(&self) -> StoreResult<Vec<TenantId>> {
@@ -824,6 +861,10 @@ where
                 return Err(StoreError::VersionConflict { current: None });
             }
         }
+        self.replace_index(resource_type, id, &index, true).await
+    }
+
+    async fn replace_index_rows(&mut self, resource_type: &str, id: &str, index: Vec<IndexRow>) -> StoreResult<()> {
         self.replace_index(resource_type, id, &index, true).await
     }
 
@@ -1547,4 +1588,15 @@ where
 {
     let method: String = row.try_get(6)?;
     Ok(VersionRecord { method: WriteMethod::from_db(&method), seq: row.try_get(7)?, ..current_record(row)? })
+}
+
+#[cfg(test)]
+mod plan_tests {
+    #[test]
+    fn the_row_estimate_is_read_from_the_plans_top_line() {
+        let line = "Nested Loop Semi Join  (cost=8.60..1234.50 rows=4821 width=4)";
+        assert_eq!(super::planned_rows(line), Some(4821));
+        assert_eq!(super::planned_rows("Result  (cost=0.00..0.01 rows=1 width=4)"), Some(1));
+        assert_eq!(super::planned_rows("no estimate here"), None);
+    }
 }

@@ -19,6 +19,21 @@ async fn ids(app: &TestApp, query: &str) -> Vec<String> {
     ids
 }
 
+/// The URL of a Bundle's link with `relation`.
+fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .map(|l| l["url"].as_str().unwrap().to_string())
+}
+
+/// The Bundle behind a Bundle's link.
+async fn follow(app: &TestApp, bundle: &Value, relation: &str) -> Value {
+    let url = link(bundle, relation).unwrap_or_else(|| panic!("no {relation} link: {bundle}"));
+    app.client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn seed(app: &TestApp) {
     let patients = [
         json!({"resourceType": "Patient", "id": "zoe", "name": [{"family": "Müller", "given": ["Zoë"]}], "gender": "female",
@@ -102,6 +117,30 @@ async fn date_number_and_quantity_parameters(app: TestApp) {
     );
     assert_eq!(ids(&app, "Observation?value-quantity=57").await, Vec::<String>::new());
     assert_eq!(ids(&app, "Observation?value-quantity=72||/min").await, ["o1"]);
+
+    // UCUM units of one dimension compare in their canonical unit: 70 kg, 70000 g and 154.3 lb
+    // (of a specimen: body weight must be recorded in kg or [lb_av]).
+    let weight = |id: &str, value: f64, code: &str| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"text": "specimen mass"}, "subject": {"reference": "Patient/zoe"},
+            "valueQuantity": {"value": value, "unit": code, "system": "http://unitsofmeasure.org", "code": code}})
+    };
+    for (id, value, code) in [("w1", 70.0, "kg"), ("w2", 70000.0, "g"), ("w3", 154.3, "[lb_av]"), ("w4", 80.0, "kg")] {
+        assert_eq!(app.put(&format!("Observation/{id}"), &weight(id, value, code)).await.status(), StatusCode::CREATED);
+    }
+    let ucum = |query: &str| format!("Observation?code:text=specimen&value-quantity={query}");
+    assert_eq!(ids(&app, &ucum("70|http://unitsofmeasure.org|kg")).await, ["w1", "w2", "w3"]);
+    assert_eq!(ids(&app, &ucum("70000|http://unitsofmeasure.org|g")).await, ["w1", "w2"], "154.3 lb is 69989 g");
+    assert_eq!(ids(&app, &ucum("gt75000|http://unitsofmeasure.org|g")).await, ["w4"]);
+    assert_eq!(ids(&app, &ucum("le0.07|http://unitsofmeasure.org|kg")).await, Vec::<String>::new(), "0.07 kg is 70 g");
+    // Without a system, units are compared as written, and canonical copies never match.
+    assert_eq!(ids(&app, &ucum("70||kg")).await, ["w1"]);
+    assert_eq!(ids(&app, &ucum("70000")).await, ["w2"]);
+    assert_eq!(ids(&app, &ucum("gt100")).await, ["w2", "w3"]);
+    let by_value: Value = app.get(&format!("{}&_sort=value-quantity", ucum("gt0"))).await.json().await.unwrap();
+    let sorted: Vec<&str> =
+        by_value["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(sorted, ["w1", "w4", "w3", "w2"], "sorted by the values as recorded");
 }
 
 async fn reference_parameters(app: TestApp) {
@@ -130,6 +169,14 @@ async fn common_parameters_and_result_control(app: TestApp) {
     assert_eq!(bundle["entry"][0]["search"]["mode"], "match");
     let bundle: Value = app.get("Patient?_total=none").await.json().await.unwrap();
     assert!(bundle.get("total").is_none());
+    // An estimate: PostgreSQL's planner's, SQLite's exact count (it keeps no row estimates).
+    let bundle: Value = app.get("Patient?_total=estimate").await.json().await.unwrap();
+    if app.database_url.starts_with("sqlite") {
+        assert_eq!(bundle["total"], 3);
+    } else {
+        assert!(bundle["total"].is_u64(), "{bundle}");
+    }
+    assert_eq!(bundle["entry"].as_array().unwrap().len(), 3, "the matches themselves are exact");
 
     // Paging: every patient once, in _id order, following next links.
     let mut page: Value = app.get("Patient?_count=2").await.json().await.unwrap();
@@ -171,6 +218,38 @@ async fn common_parameters_and_result_control(app: TestApp) {
         .to_string();
     let second: Value = app.client.get(next).send().await.unwrap().json().await.unwrap();
     assert_eq!([order(&first), order(&second)].concat(), ["max", "zoe", "ann"]);
+    let back = link(&second, "previous").expect("a later page links back");
+    let again: Value = app.client.get(back).send().await.unwrap().json().await.unwrap();
+    assert_eq!(order(&again), ["max", "zoe"]);
+
+    // Keyset pages link back (previous) and to the start (first), in both orders.
+    for (query, expected) in
+        [("Patient?_count=1", ["ann", "max", "zoe"]), ("Patient?_count=1&_sort=-_id", ["zoe", "max", "ann"])]
+    {
+        let page1: Value = app.get(query).await.json().await.unwrap();
+        assert!(link(&page1, "previous").is_none(), "the first page has no previous");
+        let page2: Value = follow(&app, &page1, "next").await;
+        let page3: Value = follow(&app, &page2, "next").await;
+        assert!(link(&page3, "next").is_none());
+        let back2: Value = follow(&app, &page3, "previous").await;
+        let back1: Value = follow(&app, &back2, "previous").await;
+        assert_eq!([order(&page1), order(&page2), order(&page3)].concat(), expected);
+        assert_eq!([order(&back1), order(&back2)].concat(), expected[..2], "previous pages hold the same entries");
+        assert!(link(&back1, "previous").is_none(), "back at the start");
+        assert_eq!(order(&follow(&app, &back1, "next").await), order(&page2), "and forward again");
+        assert_eq!(order(&follow(&app, &page3, "first").await), order(&page1));
+    }
+    // A cursor that was changed is refused (400), not followed.
+    let next = link(&first, "next").unwrap();
+    let at = next.find("_cursor=").unwrap() + "_cursor=".len();
+    let mut tampered = next.clone();
+    let flipped = if &next[at..at + 1] == "A" { "B" } else { "A" };
+    tampered.replace_range(at..at + 1, flipped);
+    let refused = app.client.get(&tampered).send().await.unwrap();
+    let outcome = crate::helpers::expect_outcome(refused, StatusCode::BAD_REQUEST).await;
+    assert!(outcome.to_string().contains("_cursor"), "{outcome}");
+    let raw = app.get("Patient?_cursor=0:ann").await;
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST, "a cursor not made by the server is refused");
 
     // POST _search takes the same parameters as a form.
     let response = app
@@ -364,7 +443,105 @@ async fn list_and_value_set_membership(app: TestApp) {
         .await;
 }
 
+/// `GET [base]?query`: a search over several types.
+async fn system(app: &TestApp, query: &str) -> reqwest::Response {
+    app.client.get(format!("{}{query}", app.base)).send().await.unwrap()
+}
+
+async fn searches_over_several_types(app: TestApp) {
+    seed(&app).await;
+    let order = |bundle: &Value| -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap())
+            })
+            .collect()
+    };
+    // Every match once, in (id, type) order, page after page; the total counts every type.
+    let mut page: Value = system(&app, "?_type=Patient,Observation&_count=2").await.json().await.unwrap();
+    assert_eq!(page["total"], 6, "{page}");
+    let mut seen = order(&page);
+    while link(&page, "next").is_some() {
+        page = follow(&app, &page, "next").await;
+        seen.extend(order(&page));
+    }
+    assert_eq!(
+        seen,
+        ["Patient/ann", "Patient/max", "Observation/o1", "Observation/o2", "Observation/o3", "Patient/zoe"]
+    );
+    assert_eq!(order(&follow(&app, &page, "first").await), ["Patient/ann", "Patient/max"]);
+    // Newest first, across the types, and with a type's own parameter named for every type.
+    let newest: Value =
+        system(&app, "?_type=Observation,Patient&_sort=-_lastUpdated&_count=4").await.json().await.unwrap();
+    assert_eq!(order(&newest), ["Observation/o3", "Observation/o2", "Observation/o1", "Patient/ann"]);
+    assert_eq!(order(&follow(&app, &newest, "next").await), ["Patient/max", "Patient/zoe"]);
+    let women: Value = system(&app, "?_type=Patient&gender=female").await.json().await.unwrap();
+    assert_eq!(order(&women), ["Patient/zoe"]);
+    // Without _type every type is searched, with the parameters every type has.
+    let by_id: Value = system(&app, "?_id=o2,max").await.json().await.unwrap();
+    assert_eq!(order(&by_id), ["Patient/max", "Observation/o2"]);
+    let posted = app
+        .client
+        .post(app.url("_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("_type=Observation&subject=Patient/zoe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order(&posted.json().await.unwrap()), ["Observation/o1", "Observation/o2"]);
+    // Parameters that are not every searched type's, and unknown types, are named.
+    let outcome = expect_outcome(system(&app, "?family=annan").await, StatusCode::BAD_REQUEST).await;
+    assert!(outcome.to_string().contains("family"), "{outcome}");
+    let outcome =
+        expect_outcome(system(&app, "?_type=Patient,Observation&family=annan").await, StatusCode::BAD_REQUEST).await;
+    assert!(outcome.to_string().contains("family"), "{outcome}");
+    assert_eq!(system(&app, "?_type=Nonsense").await.status(), StatusCode::NOT_FOUND);
+    let outcome = expect_outcome(system(&app, "?_type=Patient&_sort=birthdate").await, StatusCode::BAD_REQUEST).await;
+    assert!(outcome.to_string().contains("_lastUpdated"), "{outcome}");
+}
+
+/// Runs one statement directly on the test database, as an older version's index would have it.
+async fn execute_directly(app: &TestApp, sql: &'static str) {
+    if app.database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
+async fn kiln_reindex_rebuilds_the_index_from_the_definitions(app: TestApp) {
+    seed(&app).await;
+    let weight = json!({"resourceType": "Observation", "id": "w1", "status": "final",
+        "code": {"text": "specimen mass"}, "subject": {"reference": "Patient/zoe"},
+        "valueQuantity": {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}});
+    assert_eq!(app.put("Observation/w1", &weight).await.status(), StatusCode::CREATED);
+    let in_grams = "Observation?value-quantity=70000|http://unitsofmeasure.org|g";
+    assert_eq!(ids(&app, in_grams).await, ["w1"]);
+    // An index written before quantities had canonical rows.
+    execute_directly(&app, "DELETE FROM search_quantity WHERE system = 'urn:kiln:ucum-canonical'").await;
+    assert!(ids(&app, in_grams).await.is_empty());
+    let output = crate::helpers::kiln_cli(&app, &["reindex", "--type", "Observation"], &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("test-clinic\tObservation\t4"), "{printed}");
+    assert_eq!(ids(&app, in_grams).await, ["w1"]);
+    assert_eq!(ids(&app, "Observation?value-quantity=70||kg").await, ["w1"], "the recorded rows are back too");
+    let stored: Value = app.get("Observation/w1").await.json().await.unwrap();
+    assert_eq!(stored["meta"]["versionId"], "1", "reindexing writes no version");
+    let unknown = crate::helpers::kiln_cli(&app, &["reindex", "--type", "Nonsense"], &[]);
+    assert!(!unknown.status.success());
+}
+
 crate::on_both_backends!(
+    kiln_reindex_rebuilds_the_index_from_the_definitions,
+    searches_over_several_types,
     string_parameters,
     token_parameters,
     date_number_and_quantity_parameters,
