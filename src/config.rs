@@ -24,6 +24,9 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// Largest `_count` a history or search page may ask for.
     pub max_page_size: u32,
+    /// The most resources `_include` / `_revinclude` (with `:iterate`) add to one page; past it
+    /// the page says, in an OperationOutcome entry, that it was cut.
+    pub max_include_results: u32,
     /// Page size when `_count` is absent.
     pub default_page_size: u32,
     /// Most entries a batch or transaction Bundle may hold.
@@ -172,6 +175,7 @@ impl Settings {
             .set_default("default_tenant", "default")?
             .set_default("db_pool_size", 8)?
             .set_default("max_page_size", 1000)?
+            .set_default("max_include_results", 1000)?
             .set_default("default_page_size", 50)?
             .set_default("max_bundle_entries", 10_000)?
             .set_default("max_conditional_deletes", 100)?
@@ -224,6 +228,9 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             return fail("max_body_bytes must be at least 1024".into());
+        }
+        if self.max_include_results == 0 {
+            return fail("max_include_results must be at least 1".into());
         }
         if self.default_page_size == 0 || self.default_page_size > self.max_page_size {
             return fail("default_page_size must be between 1 and max_page_size".into());

@@ -128,7 +128,15 @@ async fn system_search(
     let mut rest = QueryParams(params.0.iter().filter(|(name, _)| name != "_type").cloned().collect());
     let mut types: Vec<&'static crate::fhir::registry::ResourceType> = Vec::new();
     for name in &named {
-        let definition = resource_type(state, name)?;
+        let definition = state.registry.resource(name).ok_or_else(|| {
+            FhirError::BadRequest(vec![
+                crate::error::Issue::error(
+                    IssueType::NotSupported,
+                    format!("_type names '{name}', not a type this server serves"),
+                )
+                .at("_type"),
+            ])
+        })?;
         if !types.iter().any(|t| t.name == definition.name) {
             types.push(definition);
         }
@@ -256,8 +264,21 @@ async fn system_search(
         links.push(("next", next.as_str()));
     }
     let included = includes(state, principal, &include, &found).await?;
-    let mut bundle = BundleWriter::new("searchset", total, &links);
-    let entries = found.into_iter().map(|r| (r, "match")).chain(included.into_iter().map(|r| (r, "include")));
+    searchset(state, total, &links, found, included, &subset)
+}
+
+/// The searchset Bundle of a page: its matches, what they include, and a notice when the
+/// includes were cut short.
+fn searchset(
+    state: &AppState,
+    total: Option<u64>,
+    links: &[(&str, &str)],
+    matches: Vec<VersionRecord>,
+    included: Included,
+    subset: &Subset,
+) -> Result<Response, FhirError> {
+    let mut bundle = BundleWriter::new("searchset", total, links);
+    let entries = matches.into_iter().map(|r| (r, "match")).chain(included.records.into_iter().map(|r| (r, "include")));
     for (record, mode) in entries {
         let full_url = format!("{}/{}/{}", state.base_url, record.resource_type, record.id);
         let record_type = resource_type(state, &record.resource_type)?;
@@ -266,6 +287,18 @@ async fn system_search(
             full_url: &full_url,
             resource: Some(&body),
             search_mode: Some(mode),
+            request: None,
+            response: None,
+            outcome: None,
+        });
+    }
+    if included.cut {
+        let notice = cut_notice(state);
+        let full_url = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+        bundle.push(Entry {
+            full_url: &full_url,
+            resource: Some(&notice),
+            search_mode: Some("outcome"),
             request: None,
             response: None,
             outcome: None,
@@ -422,26 +455,38 @@ async fn value_set_codes(state: &AppState, principal: &Principal, url: &str) -> 
     Ok(codes)
 }
 
-/// Rounds of `:iterate`, and resources an include may add: bounds on what one page can cost.
+/// Rounds of `:iterate`: a bound on what one page can cost (with `max_include_results`).
 const INCLUDE_ROUNDS: usize = 3;
-const INCLUDE_LIMIT: u32 = 1000;
+
+/// What `_include` / `_revinclude` add to a page, and whether a bound cut them short.
+struct Included {
+    records: Vec<VersionRecord>,
+    cut: bool,
+}
 
 /// The resources `_include` / `_revinclude` add to a page of matches, each once and none that
-/// is already a match; `:iterate` includes applied again to what was included.
+/// is already a match; `:iterate` includes applied again to what was included. At most
+/// `max_include_results` of them and [`INCLUDE_ROUNDS`] rounds: past either, the page is cut.
 async fn includes(
     state: &AppState,
     principal: &Principal,
     requested: &[query::Include],
     matches: &[VersionRecord],
-) -> Result<Vec<VersionRecord>, FhirError> {
+) -> Result<Included, FhirError> {
+    let limit = state.settings.max_include_results;
     let mut seen: std::collections::HashSet<(String, String)> =
         matches.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
     let mut sources: Vec<(String, String)> = seen.iter().cloned().collect();
     let mut included = Vec::new();
-    for round in 0..INCLUDE_ROUNDS {
+    let mut cut = false;
+    for round in 0..=INCLUDE_ROUNDS {
         let mut found_now = Vec::new();
         for include in requested.iter().filter(|i| round == 0 || i.iterate) {
-            for record in state.store.includes(&principal.tenant, include, &sources, INCLUDE_LIMIT).await? {
+            // One more than may be kept tells whether there was more.
+            let room = limit.saturating_sub(included.len() as u32 + found_now.len() as u32);
+            let records = state.store.includes(&principal.tenant, include, &sources, room + 1).await?;
+            cut |= records.len() as u32 > room;
+            for record in records.into_iter().take(room as usize) {
                 if seen.insert((record.resource_type.clone(), record.id.clone())) {
                     found_now.push(record);
                 }
@@ -450,11 +495,31 @@ async fn includes(
         if found_now.is_empty() {
             break;
         }
+        if round == INCLUDE_ROUNDS {
+            // Another round of :iterate would have found more.
+            cut = true;
+            break;
+        }
         let found_now = visible_only(state, principal, found_now).await?;
         sources = found_now.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
         included.extend(found_now);
     }
-    Ok(included)
+    Ok(Included { records: included, cut })
+}
+
+/// The OperationOutcome entry of a page whose includes were cut short.
+fn cut_notice(state: &AppState) -> Vec<u8> {
+    crate::error::operation_outcome_json(&[crate::error::Issue {
+        severity: crate::error::Severity::Warning,
+        code: IssueType::TooCostly,
+        diagnostics: format!(
+            "_include/_revinclude were cut at {} resources (or {INCLUDE_ROUNDS} rounds of :iterate); \
+             this page does not hold everything they name: ask with fewer matches per page (_count) \
+             or narrower includes",
+            state.settings.max_include_results
+        ),
+        expression: vec!["_include".into()],
+    }])
 }
 
 /// Of `records`, those the principal may read: an include never reaches past the token's scopes.
@@ -565,23 +630,7 @@ async fn search(
         links.push(("next", next.as_str()));
     }
     let included = includes(state, principal, &query.include, &records).await?;
-    let mut bundle = BundleWriter::new("searchset", total, &links);
-    let entries = records.into_iter().map(|r| (r, "match")).chain(included.into_iter().map(|r| (r, "include")));
-    for (record, mode) in entries {
-        let full_url = format!("{}/{}/{}", state.base_url, record.resource_type, record.id);
-        let record_type = state.registry.resource(&record.resource_type).unwrap_or(definition);
-        let body = query.subset.apply(record_type, record.json.unwrap_or_default())?;
-        bundle.push(Entry {
-            full_url: &full_url,
-            resource: Some(&body),
-            search_mode: Some(mode),
-            request: None,
-            response: None,
-            outcome: None,
-        });
-    }
-    let mut response = (StatusCode::OK, bundle.finish()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    let mut response = searchset(state, total, &links, records, included, &query.subset)?;
     if !query.ignored.is_empty()
         && let Ok(value) = HeaderValue::from_str(&format!("ignored parameters: {}", query.ignored.join(", ")))
     {

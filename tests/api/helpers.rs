@@ -40,6 +40,7 @@ pub fn settings(database_url: &str) -> Settings {
         default_tenant: "test-clinic".into(),
         db_pool_size: 4,
         max_page_size: 100,
+        max_include_results: 1000,
         default_page_size: 10,
         max_bundle_entries: 50,
         max_conditional_deletes: 5,

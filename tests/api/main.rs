@@ -25,6 +25,7 @@ mod registration;
 mod retention;
 mod rules;
 mod search;
+mod search_bounds;
 mod sensitive;
 mod signatures;
 mod smart;
