@@ -605,14 +605,8 @@ async fn audit_verify(settings: Settings) -> ExitCode {
 
 async fn ehr(settings: Settings, command: EhrCommand) -> ExitCode {
     let result = async {
-        let base_url: std::sync::Arc<str> = settings
-            .base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}/fhir", settings.listen))
-            .trim_end_matches('/')
-            .into();
         let default_tenant = settings.default_tenant.clone();
-        let state = kiln::app::AppState::open(settings, base_url).await.map_err(|e| e.to_string())?;
+        let state = open_state(settings).await.map_err(|e| e.to_string())?;
         let tenant_of =
             |tenant: Option<String>| kiln::access::TenantId::parse(tenant.as_deref().unwrap_or(&default_tenant));
         let outcome: Result<bool, String> = match command {
@@ -720,13 +714,7 @@ async fn reindex(
     resource_type: Option<String>,
     tenant: Option<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let base_url: std::sync::Arc<str> = settings
-        .base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}/fhir", settings.listen))
-        .trim_end_matches('/')
-        .into();
-    let state = kiln::app::AppState::open(settings, base_url).await?;
+    let state = open_state(settings).await?;
     let tenants = match tenant {
         Some(tenant) => vec![kiln::access::TenantId::parse(&tenant)?],
         None => state.store.resource_tenants().await?,
@@ -862,14 +850,20 @@ async fn demo_data(args: &DemoDataArgs) -> ExitCode {
     }
 }
 
-async fn import(settings: Settings, args: ImportArgs) -> ExitCode {
+/// The application state of a command that works on the store as the server would (its rules,
+/// indexing, audit), with the base URL the server would have.
+async fn open_state(settings: Settings) -> Result<kiln::app::AppState, Box<dyn std::error::Error>> {
     let base_url: std::sync::Arc<str> = settings
         .base_url
         .clone()
         .unwrap_or_else(|| format!("http://{}/fhir", settings.listen))
         .trim_end_matches('/')
         .into();
-    let state = match kiln::app::AppState::open(settings, base_url).await {
+    Ok(kiln::app::AppState::open(settings, base_url).await?)
+}
+
+async fn import(settings: Settings, args: ImportArgs) -> ExitCode {
+    let state = match open_state(settings).await {
         Ok(state) => state,
         Err(err) => {
             eprintln!("kiln import: {err}");

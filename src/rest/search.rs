@@ -106,6 +106,15 @@ async fn form_parameters(
     Ok(params)
 }
 
+/// Whether the client asked for `Prefer: handling=lenient` (unknown parameters ignored).
+fn prefers_lenient(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim() == "handling=lenient"))
+}
+
 /// The parameters a search over all types may use: those every resource has.
 const COMMON_PARAMETERS: &[&str] = &["_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_list"];
 
@@ -167,11 +176,7 @@ async fn system_search(
     rest = expand_value_sets(state, principal, rest).await?;
     open_cursor(state, &mut rest)?;
     state.sensitive.blind_search(&mut rest.0);
-    let lenient = headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim() == "handling=lenient"));
+    let lenient = prefers_lenient(headers);
     let settings = &state.settings;
     let mut queries = Vec::with_capacity(types.len());
     for definition in &types {
@@ -562,11 +567,7 @@ async fn search(
     let mut params = expand_value_sets(state, principal, params).await?;
     open_cursor(state, &mut params)?;
     state.sensitive.blind_search(&mut params.0);
-    let lenient = headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim() == "handling=lenient"));
+    let lenient = prefers_lenient(headers);
     let settings = &state.settings;
     let mut query = query::compile(
         definition,
