@@ -212,6 +212,7 @@ async fn system_search(
         template.cursor.clone(),
     );
     let include = template.include.clone();
+    let backwards = template.backwards();
     let mut total = match total_kind {
         Total::None => None,
         _ => Some(0u64),
@@ -229,20 +230,32 @@ async fn system_search(
             continue;
         }
         query.cursor = None;
-        if let Some(Cursor::After { last_updated, id }) = &cursor {
+        if let Some(Cursor::After { last_updated, id } | Cursor::Before { last_updated, id }) = &cursor {
             let (cursor_type, cursor_id) = id.split_once('/').unwrap_or(("", id));
             let at = match definition.name.as_str().cmp(cursor_type) {
                 std::cmp::Ordering::Less => query::TypeAtCursor::Earlier,
                 std::cmp::Ordering::Equal => query::TypeAtCursor::Same,
                 std::cmp::Ordering::Greater => query::TypeAtCursor::Later,
             };
-            query.resume_after(*last_updated, cursor_id, at)?;
+            if backwards {
+                query.resume_before(*last_updated, cursor_id, at)?;
+            } else {
+                query.resume_after(*last_updated, cursor_id, at)?;
+            }
         }
         found.extend(state.store.search(&principal.tenant, &definition.name, &query).await?);
     }
-    found.sort_by(|a, b| merged_order(&sort, a, b));
+    // A previous page is read nearest the cursor first, and turned around once cut.
+    if backwards {
+        found.sort_by(|a, b| merged_order(&sort, b, a));
+    } else {
+        found.sort_by(|a, b| merged_order(&sort, a, b));
+    }
     let has_more = found.len() > count as usize;
     found.truncate(count as usize);
+    if backwards {
+        found.reverse();
+    }
 
     let link = |cursor: Option<&Cursor>| {
         let mut serializer = form_urlencoded::Serializer::new(String::new());
@@ -257,14 +270,16 @@ async fn system_search(
         }
         format!("{}?{}", state.base_url, serializer.finish())
     };
-    let next = found.last().filter(|_| has_more).map(|last| Cursor::After {
-        last_updated: last.last_updated,
-        id: format!("{}/{}", last.resource_type, last.id),
-    });
+    let (previous, next) =
+        neighbours(&sort, cursor.as_ref(), count, &found, has_more, |r| format!("{}/{}", r.resource_type, r.id));
     let self_link = link(cursor.as_ref());
     let first_link = link(None);
-    let next_link = next.as_ref().map(|cursor| link(Some(cursor)));
+    let previous_link = previous.map(|cursor| link(Some(&cursor)));
+    let next_link = next.map(|cursor| link(Some(&cursor)));
     let mut links = vec![("self", self_link.as_str()), ("first", first_link.as_str())];
+    if let Some(previous) = &previous_link {
+        links.push(("previous", previous.as_str()));
+    }
     if let Some(next) = &next_link {
         links.push(("next", next.as_str()));
     }
@@ -344,29 +359,33 @@ pub fn open_cursor(state: &AppState, params: &mut QueryParams) -> Result<(), Fhi
     Ok(())
 }
 
-/// The cursors of the pages before and after `records` (the page `query` asked for, in order;
-/// `has_more`: a page lies beyond it in the direction it was read).
+/// The cursors of the pages before and after `records` (the page asked for with `sort` from
+/// `cursor`, in order; `has_more`: a page lies beyond it in the direction it was read). `key`
+/// names a record in a cursor: its id, or `Type/id` in a search over several types.
 fn neighbours(
-    query: &query::SearchQuery,
+    sort: &query::Sort,
+    cursor: Option<&Cursor>,
+    count: u32,
     records: &[VersionRecord],
     has_more: bool,
+    key: impl Fn(&VersionRecord) -> String,
 ) -> (Option<Cursor>, Option<Cursor>) {
-    if query.sort.pages_by_offset() {
-        let offset = Cursor::offset(query.cursor.as_ref());
-        let previous = (offset > 0).then(|| Cursor::Offset(offset.saturating_sub(u64::from(query.count))));
+    if sort.pages_by_offset() {
+        let offset = Cursor::offset(cursor);
+        let previous = (offset > 0).then(|| Cursor::Offset(offset.saturating_sub(u64::from(count))));
         let next = has_more.then(|| Cursor::Offset(offset + records.len() as u64));
         return (previous, next);
     }
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         return (None, None);
     };
-    let before = Cursor::Before { last_updated: first.last_updated, id: first.id.clone() };
-    let after = Cursor::After { last_updated: last.last_updated, id: last.id.clone() };
-    if query.backwards() {
+    let before = Cursor::Before { last_updated: first.last_updated, id: key(first) };
+    let after = Cursor::After { last_updated: last.last_updated, id: key(last) };
+    if matches!(cursor, Some(Cursor::Before { .. })) {
         // Read backwards from a later page: that page follows; another lies before if more was found.
         (has_more.then_some(before), Some(after))
     } else {
-        (query.cursor.is_some().then_some(before), has_more.then_some(after))
+        (cursor.is_some().then_some(before), has_more.then_some(after))
     }
 }
 
@@ -618,7 +637,8 @@ async fn search(
             format!("{}/{path}?{encoded}", state.base_url)
         }
     };
-    let (previous, next) = neighbours(&query, &records, has_more);
+    let (previous, next) =
+        neighbours(&query.sort, query.cursor.as_ref(), query.count, &records, has_more, |r| r.id.clone());
     let self_link = link(query.cursor.as_ref());
     let first_link = link(None);
     let previous_link = previous.map(|cursor| link(Some(&cursor)));

@@ -71,8 +71,50 @@ impl Expression {
         self.exists_test
     }
 
+    /// Parses an expression relative to an element (a composite parameter's component, e.g.
+    /// `value.as(Quantity) | value.as(Range)`): each path starts at the element itself.
+    pub fn parse_relative(text: &str) -> Option<Expression> {
+        let paths = split_top_level(text, '|')
+            .into_iter()
+            .map(|p| parse_path(&format!("{THIS}.{}", strip_parens(p.trim()))))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Expression { paths, exists_test: false })
+    }
+
     /// Every value the expression selects in `resource`.
     pub fn evaluate<'a>(&self, registry: &Registry, resource: &'a Value) -> Vec<Found<'a>> {
+        self.nodes(registry, resource).into_iter().map(|n| Found { value: n.value, type_code: n.type_code }).collect()
+    }
+
+    /// For each element the expression selects in `resource`, the values each of the `relative`
+    /// expressions selects within that element (a composite parameter's components, which must
+    /// come from one element: search.html#composite).
+    pub fn evaluate_within<'a>(
+        &self,
+        registry: &Registry,
+        resource: &'a Value,
+        relative: &[&Expression],
+    ) -> Vec<Vec<Vec<Found<'a>>>> {
+        self.nodes(registry, resource)
+            .iter()
+            .map(|element| {
+                relative
+                    .iter()
+                    .map(|expression| {
+                        expression
+                            .paths
+                            .iter()
+                            .filter(|path| path.resource_type == THIS)
+                            .flat_map(|path| path.walk(registry, element.clone()))
+                            .map(|n| Found { value: n.value, type_code: n.type_code })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn nodes<'a, 'r>(&self, registry: &'r Registry, resource: &'a Value) -> Vec<Node<'a, 'r>> {
         let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         let mut out = Vec::new();
         for path in &self.paths {
@@ -83,17 +125,31 @@ impl Expression {
                 continue;
             }
             let Some(root) = registry.any_resource_structure(resource_type) else { continue };
-            let mut current =
-                vec![Node { value: resource, structure: Some(root), type_code: resource_type.to_string() }];
-            for step in &path.steps {
-                current = apply(registry, current, step);
-            }
-            out.extend(current.into_iter().map(|n| Found { value: n.value, type_code: n.type_code }));
+            out.extend(
+                path.walk(
+                    registry,
+                    Node { value: resource, structure: Some(root), type_code: resource_type.to_string() },
+                ),
+            );
         }
         out
     }
 }
 
+/// The root of a relative path: the element it is evaluated on.
+const THIS: &str = "$this";
+
+impl Path {
+    fn walk<'a, 'r>(&self, registry: &'r Registry, start: Node<'a, 'r>) -> Vec<Node<'a, 'r>> {
+        let mut current = vec![start];
+        for step in &self.steps {
+            current = apply(registry, current, step);
+        }
+        current
+    }
+}
+
+#[derive(Clone)]
 struct Node<'a, 'r> {
     value: &'a Value,
     /// The children definitions of the value (its datatype, backbone element or resource).
@@ -104,7 +160,8 @@ struct Node<'a, 'r> {
 fn apply<'a, 'r>(registry: &'r Registry, nodes: Vec<Node<'a, 'r>>, step: &Step) -> Vec<Node<'a, 'r>> {
     match step {
         Step::Field(name) => nodes.iter().flat_map(|n| field(registry, n, name)).collect(),
-        Step::Cast(type_code) => nodes.into_iter().filter(|n| &n.type_code == type_code).collect(),
+        // Case-insensitive: R4's code-value-date casts to `DateTime` for the type `dateTime`.
+        Step::Cast(type_code) => nodes.into_iter().filter(|n| n.type_code.eq_ignore_ascii_case(type_code)).collect(),
         Step::ResolvesTo(target) => nodes
             .into_iter()
             .filter(|n| {

@@ -2,6 +2,7 @@
 //! search-parameter type (extraction and SQL condition side by side), and the compilation of a
 //! query string into one SQL statement with bound values (never user text in the SQL).
 
+pub mod composite;
 pub mod date;
 pub mod fhirpath;
 pub mod number;
@@ -23,13 +24,65 @@ use fhirpath::Expression;
 /// One search-index entry of a resource's current version, by parameter type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndexRow {
-    String { param: String, normalized: String, exact: String },
-    Token { param: String, system: Option<String>, code: Option<String>, text: Option<String> },
-    Date { param: String, low: i64, high: i64 },
-    Number { param: String, value: f64 },
-    Quantity { param: String, value: f64, system: Option<String>, code: Option<String> },
-    Reference { param: String, target_type: Option<String>, target_id: Option<String>, url: Option<String> },
-    Uri { param: String, value: String },
+    String {
+        param: String,
+        normalized: String,
+        exact: String,
+    },
+    Token {
+        param: String,
+        system: Option<String>,
+        code: Option<String>,
+        text: Option<String>,
+    },
+    Date {
+        param: String,
+        low: i64,
+        high: i64,
+    },
+    Number {
+        param: String,
+        value: f64,
+    },
+    Quantity {
+        param: String,
+        value: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Reference {
+        param: String,
+        target_type: Option<String>,
+        target_id: Option<String>,
+        url: Option<String>,
+    },
+    Uri {
+        param: String,
+        value: String,
+    },
+    /// A pairing of two component rows that one element holds (their `param`s are the
+    /// components' codes).
+    Composite {
+        param: String,
+        first: Box<IndexRow>,
+        second: Box<IndexRow>,
+    },
+}
+
+impl IndexRow {
+    /// The search parameter the row is an entry of.
+    pub fn param(&self) -> &str {
+        match self {
+            IndexRow::String { param, .. }
+            | IndexRow::Token { param, .. }
+            | IndexRow::Date { param, .. }
+            | IndexRow::Number { param, .. }
+            | IndexRow::Quantity { param, .. }
+            | IndexRow::Reference { param, .. }
+            | IndexRow::Uri { param, .. }
+            | IndexRow::Composite { param, .. } => param,
+        }
+    }
 }
 
 /// A bound SQL value.
@@ -47,6 +100,8 @@ pub struct IndexedParam {
     /// The types a reference parameter can point to: the definition's targets, narrowed by the
     /// expression (R4's `patient` parameters list Group too, but select only Patients).
     pub targets: Vec<String>,
+    /// A composite parameter's two components (empty for the other types).
+    pub components: Vec<composite::Component>,
 }
 
 /// The search parameters of every served type, their expressions parsed once.
@@ -76,7 +131,12 @@ impl SearchRegistry {
                         Some(only) => vec![only.to_string()],
                         None => p.targets.clone(),
                     };
-                    Some(IndexedParam { def: p.clone(), expression, targets })
+                    let components = if p.kind == "composite" {
+                        composite::components(&resource.name, p, &resource.search_params)?
+                    } else {
+                        Vec::new()
+                    };
+                    Some(IndexedParam { def: p.clone(), expression, targets, components })
                 })
                 .collect();
             by_type.insert(resource.name.clone(), params);
@@ -93,17 +153,24 @@ impl SearchRegistry {
     }
 }
 
-/// Parameter types Kiln indexes today (composite and special are not yet).
+/// Parameter types Kiln indexes. The `special` ones (`_text`, `_content`, `_filter`, `_query`,
+/// Location's `near`) are refused by name as not supported yet.
 pub fn is_indexed_type(kind: &str) -> bool {
-    matches!(kind, "string" | "token" | "date" | "number" | "quantity" | "reference" | "uri")
+    matches!(kind, "string" | "token" | "date" | "number" | "quantity" | "reference" | "uri" | "composite")
 }
 
 /// Every index row of a resource, from the search parameters of its type.
 pub fn index_resource(registry: &Registry, resource_type: &str, resource: &Value) -> Vec<IndexRow> {
     let mut rows = Vec::new();
     for param in SearchRegistry::global().params(resource_type) {
-        let found = param.expression.evaluate(registry, resource);
         let code = &param.def.code;
+        if !param.components.is_empty() {
+            let component_expressions: Vec<_> = param.components.iter().map(|c| &c.expression).collect();
+            let elements = param.expression.evaluate_within(registry, resource, &component_expressions);
+            composite::extract(code, elements, &param.components, &mut rows);
+            continue;
+        }
+        let found = param.expression.evaluate(registry, resource);
         if param.expression.is_exists_test() {
             let present = found.iter().any(|f| f.value != &Value::Bool(false));
             rows.push(IndexRow::Token {

@@ -67,7 +67,8 @@ fn scaled_value_condition(
         next()
     };
     Ok(match prefix {
-        "eq" | "ne" => format!("{column} >= {} AND {column} < {}", bind(parsed - half), bind(parsed + half)),
+        "eq" => format!("{column} >= {} AND {column} < {}", bind(parsed - half), bind(parsed + half)),
+        "ne" => format!("({column} < {} OR {column} >= {})", bind(parsed - half), bind(parsed + half)),
         "gt" | "sa" => format!("{column} > {}", bind(parsed)),
         "lt" | "eb" => format!("{column} < {}", bind(parsed)),
         "ge" => format!("{column} >= {}", bind(parsed)),

@@ -3,7 +3,7 @@
 //! plus `_id`, `_lastUpdated`, `:missing`, `:not`, `_sort`, `_count`, `_total` and keyset paging.
 //! Unknown parameters are refused (400) unless the client sends `Prefer: handling=lenient`.
 
-use super::{SearchRegistry, SqlArg, date, number, reference, string, token, uri};
+use super::{SearchRegistry, SqlArg, composite, date, number, reference, string, token, uri};
 
 use crate::error::{FhirError, Issue, IssueType};
 use crate::fhir::registry::ResourceType;
@@ -151,6 +151,9 @@ pub struct SearchQuery {
     pub ignored: Vec<String>,
     /// `_include` / `_revinclude` requests, applied to the page of matches.
     pub include: Vec<Include>,
+    /// Read backwards from a merged cursor of a search over several types
+    /// ([`resume_before`](SearchQuery::resume_before)).
+    resumed_backwards: bool,
 }
 
 impl SearchQuery {
@@ -200,7 +203,7 @@ impl SearchQuery {
     /// Whether the page is read backwards from its cursor (a `previous` link): the store fetches
     /// it in reverse order, and the caller turns it around.
     pub fn backwards(&self) -> bool {
-        matches!(self.cursor, Some(Cursor::Before { .. })) && !self.sort.pages_by_offset()
+        self.resumed_backwards || (matches!(self.cursor, Some(Cursor::Before { .. })) && !self.sort.pages_by_offset())
     }
 
     /// The `ORDER BY` the store fetches the page in.
@@ -229,6 +232,7 @@ const NOT_YET: &[&str] = &[
     "_contained",
     "_containedType",
     "_type",
+    "near",
 ];
 
 pub fn compile(
@@ -307,7 +311,19 @@ pub fn compile(
         return Err(FhirError::BadRequest(issues));
     }
     let conditions = join_conditions(compiled);
-    Ok(SearchQuery { conditions, args, sort, count, total, subset: params.subset()?, cursor, echo, ignored, include })
+    Ok(SearchQuery {
+        conditions,
+        args,
+        sort,
+        count,
+        total,
+        subset: params.subset()?,
+        cursor,
+        echo,
+        ignored,
+        include,
+        resumed_backwards: false,
+    })
 }
 
 /// How many resources a condition is likely to leave, coarsely: the most selective one drives
@@ -481,6 +497,34 @@ impl SearchQuery {
     /// Resumes this type's part of a search over several types after the merged cursor
     /// (`last_updated`, `id` of the cursor's resource), for `_id` and `_lastUpdated` orders.
     pub fn resume_after(&mut self, last_updated: i64, id: &str, at: TypeAtCursor) -> Result<(), FhirError> {
+        self.resume(last_updated, id, at)
+    }
+
+    /// Reads this type's part of a search over several types backwards from the merged cursor
+    /// (for a `previous` link): the rows before it, nearest first.
+    pub fn resume_before(&mut self, last_updated: i64, id: &str, at: TypeAtCursor) -> Result<(), FhirError> {
+        // What lies before a cursor in one order lies after it in the reverse order, where the
+        // types also come the other way round.
+        let reversed = match &self.sort {
+            Sort::IdAscending => Sort::IdDescending,
+            Sort::IdDescending => Sort::IdAscending,
+            Sort::LastUpdatedAscending => Sort::LastUpdatedDescending,
+            Sort::LastUpdatedDescending => Sort::LastUpdatedAscending,
+            Sort::ByParameters(_) => return self.resume(last_updated, id, at),
+        };
+        let at = match at {
+            TypeAtCursor::Earlier => TypeAtCursor::Later,
+            TypeAtCursor::Same => TypeAtCursor::Same,
+            TypeAtCursor::Later => TypeAtCursor::Earlier,
+        };
+        let sort = std::mem::replace(&mut self.sort, reversed);
+        let resumed = self.resume(last_updated, id, at);
+        self.sort = sort;
+        self.resumed_backwards = true;
+        resumed
+    }
+
+    fn resume(&mut self, last_updated: i64, id: &str, at: TypeAtCursor) -> Result<(), FhirError> {
         let mut bind = |arg: SqlArg| {
             self.args.push(arg);
             format!("${}", self.args.len() + 2)
@@ -676,6 +720,10 @@ impl ConditionBuilder<'_> {
             let mut next = self.next_placeholder_fn();
             let mut args = Vec::new();
             let result = match kind.as_str() {
+                "composite" if modifier.is_some() => {
+                    Err(format!("modifier :{} is not supported on composite parameters", modifier.unwrap_or_default()))
+                }
+                "composite" => composite::condition(&param.components, &v, self.base_url, &mut args, &mut next),
                 "string" => string::condition(modifier, &v, &mut args, &mut next),
                 "token" if modifier == Some("of-type") => token::of_type_condition(&v, &mut args, &mut next),
                 "token" if modifier == Some("identifier") => token::condition(None, &v, &mut args, &mut next),

@@ -21,7 +21,7 @@ impl SqlBackend for Postgres {
     const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
     const EXPLAIN: Option<&'static str> = Some("EXPLAIN ");
     const ANALYZE: &'static str = "ANALYZE resources, resource_versions, search_string, search_token, search_date, \
-         search_number, search_quantity, search_reference, search_uri, unique_keys, busy_intervals";
+         search_number, search_quantity, search_reference, search_uri, search_composite, unique_keys, busy_intervals";
 }
 
 pub type PostgresStore = SqlStore<Postgres>;
@@ -51,6 +51,7 @@ pub fn migrator() -> Migrator {
         migration(13, "ehr connections", include_str!("../../migrations/postgres/0013_ehr_connections.sql")),
         migration(14, "ehr sync", include_str!("../../migrations/postgres/0014_ehr_sync.sql")),
         migration(15, "ehr trusted roots", include_str!("../../migrations/postgres/0015_ehr_trusted_roots.sql")),
+        migration(16, "search composite", include_str!("../../migrations/postgres/0016_search_composite.sql")),
     ])
 }
 

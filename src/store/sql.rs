@@ -86,6 +86,7 @@ where
     for<'e> Option<Vec<u8>>: Encode<'e, DB>,
     for<'e> Option<String>: Encode<'e, DB> + Decode<'e, DB>,
     for<'e> Option<i64>: Encode<'e, DB> + Decode<'e, DB>,
+    for<'e> Option<f64>: Encode<'e, DB>,
     for<'e> f64: Encode<'e, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -712,6 +713,8 @@ where
     for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Option<Vec<u8>>: Encode<'e, DB>,
     for<'e> Option<String>: Encode<'e, DB>,
+    for<'e> Option<i64>: Encode<'e, DB>,
+    for<'e> Option<f64>: Encode<'e, DB>,
     for<'e> f64: Encode<'e, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -1197,6 +1200,8 @@ where
     for<'e> Vec<u8>: Encode<'e, DB> + Decode<'e, DB> + Type<DB>,
     for<'e> Option<Vec<u8>>: Encode<'e, DB>,
     for<'e> Option<String>: Encode<'e, DB>,
+    for<'e> Option<i64>: Encode<'e, DB>,
+    for<'e> Option<f64>: Encode<'e, DB>,
     for<'e> f64: Encode<'e, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -1238,8 +1243,11 @@ where
                 for (resource_type, id, row) in chunk {
                     statement =
                         statement.bind(self.tenant.clone()).bind(resource_type.to_string()).bind(id.to_string());
-                    for value in index_values(row) {
-                        statement = bind_arg_opt(statement, value);
+                    for (column, value) in columns.iter().zip(index_values(row)) {
+                        statement = match value {
+                            Some(value) => bind_arg(statement, value),
+                            None => bind_null(statement, column),
+                        };
                     }
                 }
                 statement.execute(&mut *self.tx).await?;
@@ -1399,7 +1407,7 @@ where
     }
 }
 
-const INDEX_TABLES: [&str; 7] = [
+const INDEX_TABLES: [&str; 8] = [
     "search_string",
     "search_token",
     "search_date",
@@ -1407,6 +1415,7 @@ const INDEX_TABLES: [&str; 7] = [
     "search_quantity",
     "search_reference",
     "search_uri",
+    "search_composite",
 ];
 
 /// `(type, id)` keys per statement: three bind parameters each (with the tenant).
@@ -1462,6 +1471,7 @@ fn index_table(row: &IndexRow) -> &'static str {
         IndexRow::Quantity { .. } => "search_quantity",
         IndexRow::Reference { .. } => "search_reference",
         IndexRow::Uri { .. } => "search_uri",
+        IndexRow::Composite { .. } => "search_composite",
     }
 }
 
@@ -1474,6 +1484,7 @@ fn index_columns(row: &IndexRow) -> &'static [&'static str] {
         IndexRow::Quantity { .. } => &["param", "value", "system", "code"],
         IndexRow::Reference { .. } => &["param", "target_type", "target_id", "url"],
         IndexRow::Uri { .. } => &["param", "value"],
+        IndexRow::Composite { .. } => &crate::search::composite::ROW_COLUMNS,
     }
 }
 
@@ -1493,6 +1504,7 @@ fn index_values(row: &IndexRow) -> Vec<Option<SqlArg>> {
             vec![text(param), opt(target_type), opt(target_id), opt(url)]
         }
         IndexRow::Uri { param, value } => vec![text(param), text(value)],
+        IndexRow::Composite { param, first, second } => crate::search::composite::row_values(param, first, second),
     }
 }
 
@@ -1541,18 +1553,24 @@ where
     statement
 }
 
-/// Binds a value, or a typed NULL (index columns that can be NULL are all text).
-fn bind_arg_opt<'q, DB>(statement: Statement<'q, DB>, arg: Option<SqlArg>) -> Statement<'q, DB>
+/// A NULL of the index column's type: PostgreSQL takes a text NULL for a number column as an
+/// error. The nullable number columns are the composite rows' values and bounds.
+fn bind_null<'q, DB>(statement: Statement<'q, DB>, column: &str) -> Statement<'q, DB>
 where
     DB: Database,
     for<'e> i64: Encode<'e, DB> + Type<DB>,
     for<'e> String: Encode<'e, DB> + Type<DB>,
     for<'e> f64: Encode<'e, DB> + Type<DB>,
     for<'e> Option<String>: Encode<'e, DB>,
+    for<'e> Option<i64>: Encode<'e, DB>,
+    for<'e> Option<f64>: Encode<'e, DB>,
 {
-    match arg {
-        Some(arg) => bind_arg(statement, arg),
-        None => statement.bind(None::<String>),
+    if column.ends_with("_value") {
+        statement.bind(None::<f64>)
+    } else if column.ends_with("_low") || column.ends_with("_high") {
+        statement.bind(None::<i64>)
+    } else {
+        statement.bind(None::<String>)
     }
 }
 

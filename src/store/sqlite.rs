@@ -52,6 +52,7 @@ pub fn migrator() -> Migrator {
         migration(13, "ehr connections", include_str!("../../migrations/sqlite/0013_ehr_connections.sql")),
         migration(14, "ehr sync", include_str!("../../migrations/sqlite/0014_ehr_sync.sql")),
         migration(15, "ehr trusted roots", include_str!("../../migrations/sqlite/0015_ehr_trusted_roots.sql")),
+        migration(16, "search composite", include_str!("../../migrations/sqlite/0016_search_composite.sql")),
     ])
 }
 

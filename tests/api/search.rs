@@ -473,6 +473,56 @@ async fn searches_over_several_types(app: TestApp) {
         ["Patient/ann", "Patient/max", "Observation/o1", "Observation/o2", "Observation/o3", "Patient/zoe"]
     );
     assert_eq!(order(&follow(&app, &page, "first").await), ["Patient/ann", "Patient/max"]);
+    // Back from the last page by `previous` links: the same pages in reverse, also where two
+    // types share an id (Observation/ann sorts after Patient/ann in (id, type) order).
+    let note = json!({"resourceType": "Observation", "id": "ann", "status": "final", "code": {"text": "note"},
+        "subject": {"reference": "Patient/ann"}});
+    assert_eq!(app.put("Observation/ann", &note).await.status(), StatusCode::CREATED);
+    for (sort, expected) in [
+        (
+            "_id",
+            vec![
+                "Observation/ann",
+                "Patient/ann",
+                "Patient/max",
+                "Observation/o1",
+                "Observation/o2",
+                "Observation/o3",
+                "Patient/zoe",
+            ],
+        ),
+        (
+            "-_id",
+            vec![
+                "Patient/zoe",
+                "Observation/o3",
+                "Observation/o2",
+                "Observation/o1",
+                "Patient/max",
+                "Observation/ann",
+                "Patient/ann",
+            ],
+        ),
+    ] {
+        let mut page: Value =
+            system(&app, &format!("?_type=Patient,Observation&_sort={sort}&_count=2")).await.json().await.unwrap();
+        assert!(link(&page, "previous").is_none(), "the first page has no previous");
+        let mut forward = vec![order(&page)];
+        while link(&page, "next").is_some() {
+            page = follow(&app, &page, "next").await;
+            forward.push(order(&page));
+        }
+        assert_eq!(forward.concat(), expected, "{sort}");
+        let mut backward = vec![order(&page)];
+        while link(&page, "previous").is_some() {
+            page = follow(&app, &page, "previous").await;
+            backward.push(order(&page));
+        }
+        backward.reverse();
+        assert_eq!(backward, forward, "{sort}: previous links walk the same pages back");
+        assert_eq!(order(&follow(&app, &page, "next").await), forward[1], "{sort}");
+    }
+    assert_eq!(app.delete("Observation/ann").await.status(), StatusCode::NO_CONTENT);
     // Newest first, across the types, and with a type's own parameter named for every type.
     let newest: Value =
         system(&app, "?_type=Observation,Patient&_sort=-_lastUpdated&_count=4").await.json().await.unwrap();
@@ -540,7 +590,123 @@ async fn kiln_reindex_rebuilds_the_index_from_the_definitions(app: TestApp) {
     assert!(!unknown.status.success());
 }
 
+/// Both parts of a composite value must match one element: the Observation itself, or one of its
+/// components (search.html#composite).
+async fn composite_parameters(app: TestApp) {
+    seed(&app).await;
+    let loinc = |code: &str| json!({"coding": [{"system": "http://loinc.org", "code": code}]});
+    let mm_hg =
+        |value: f64| json!({"value": value, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"});
+    let panel = |id: &str, systolic: f64, diastolic: f64| {
+        json!({"resourceType": "Observation", "id": id, "status": "final", "code": loinc("85354-9"),
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+            "subject": {"reference": "Patient/zoe"}, "effectiveDateTime": "2024-06-01T09:00:00Z",
+            "component": [{"code": loinc("8480-6"), "valueQuantity": mm_hg(systolic)},
+                          {"code": loinc("8462-4"), "valueQuantity": mm_hg(diastolic)}]})
+    };
+    // Neither diastolic is above 100, both systolics are: a search that paired any code of the
+    // Observation with any value would find both for a diastolic above 100.
+    for (id, systolic, diastolic) in [("bp1", 140.0, 90.0), ("bp2", 120.0, 95.0)] {
+        let response = app.put(&format!("Observation/{id}"), &panel(id, systolic, diastolic)).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
+    }
+    let others = [
+        json!({"resourceType": "Observation", "id": "smoker", "status": "final", "code": loinc("72166-2"),
+            "subject": {"reference": "Patient/max"},
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77176002"}]}}),
+        json!({"resourceType": "Observation", "id": "onset", "status": "final", "code": loinc("11368-8"),
+            "subject": {"reference": "Patient/max"}, "valueDateTime": "2021-06-15"}),
+        json!({"resourceType": "Observation", "id": "note", "status": "final", "code": loinc("8251-1"),
+            "subject": {"reference": "Patient/max"}, "valueString": "Mild $ headache"}),
+    ];
+    for resource in &others {
+        let id = resource["id"].as_str().unwrap();
+        assert_eq!(app.put(&format!("Observation/{id}"), resource).await.status(), StatusCode::CREATED);
+    }
+
+    let heart_rate = "http://loinc.org|8867-4";
+    assert_eq!(ids(&app, &format!("Observation?code-value-quantity={heart_rate}$gt100")).await, ["o2"]);
+    assert_eq!(ids(&app, "Observation?code-value-quantity=8867-4$lt60").await, ["o3"], "a code without a system");
+    assert_eq!(ids(&app, "Observation?code-value-quantity=8867-4$72||/min").await, ["o1"]);
+    assert_eq!(
+        ids(&app, "Observation?code-value-quantity=8867-4$lt60,8867-4$gt100").await,
+        ["o2", "o3"],
+        "comma is OR"
+    );
+    assert!(ids(&app, "Observation?code-value-quantity=8867-4$gt100&code-value-quantity=8867-4$lt60").await.is_empty());
+    assert!(
+        ids(&app, "Observation?code-value-quantity=http://loinc.org|8480-6$gt100").await.is_empty(),
+        "the code is the Observation's"
+    );
+
+    assert_eq!(ids(&app, "Observation?component-code-value-quantity=http://loinc.org|8480-6$gt125").await, ["bp1"]);
+    assert!(ids(&app, "Observation?component-code-value-quantity=8462-4$gt100").await.is_empty());
+    assert_eq!(ids(&app, "Observation?component-code-value-quantity=8462-4$gt92").await, ["bp2"]);
+    assert_eq!(ids(&app, "Observation?component-code-value-quantity=8480-6$ge120").await, ["bp1", "bp2"]);
+    assert_eq!(ids(&app, "Observation?component-code-value-quantity=8480-6$ne140").await, ["bp2"]);
+    assert_eq!(
+        ids(&app, "Observation?combo-code-value-quantity=8480-6$gt125,8867-4$gt100").await,
+        ["bp1", "o2"],
+        "combo looks at the Observation and at its components"
+    );
+    assert_eq!(ids(&app, "Observation?code-value-concept=72166-2$http://snomed.info/sct|77176002").await, ["smoker"]);
+    assert!(ids(&app, "Observation?code-value-concept=72166-2$http://snomed.info/sct|8517006").await.is_empty());
+    assert_eq!(ids(&app, "Observation?code-value-date=11368-8$2021-06").await, ["onset"]);
+    assert!(ids(&app, "Observation?code-value-date=11368-8$gt2022").await.is_empty());
+    assert_eq!(ids(&app, r"Observation?code-value-string=8251-1$mild \$ head").await, ["note"], r"\$ is a literal $");
+    assert_eq!(
+        ids(&app, "Observation?code=http://loinc.org|85354-9&component-code-value-quantity:missing=false").await,
+        ["bp1", "bp2"]
+    );
+
+    // Other types: a Group's characteristics, a DocumentReference's relations (R4 publishes this
+    // one with its two expressions swapped; Kiln indexes what it means).
+    let group = json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": false,
+        "characteristic": [{"code": {"coding": [{"system": "http://example.org/traits", "code": "smoking"}]}, "exclude": false,
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77176002"}]}}]});
+    assert_eq!(app.put("Group/g1", &group).await.status(), StatusCode::CREATED);
+    assert_eq!(ids(&app, "Group?characteristic-value=smoking$77176002").await, ["g1"]);
+    assert!(ids(&app, "Group?characteristic-value=smoking$8517006").await.is_empty());
+    let document = |id: &str, relates: Option<&str>| {
+        let mut doc = json!({"resourceType": "DocumentReference", "id": id, "status": "current",
+            "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}]});
+        if let Some(target) = relates {
+            doc["relatesTo"] = json!([{"code": "replaces", "target": {"reference": target}}]);
+        }
+        doc
+    };
+    for (id, relates) in [("d0", None), ("d1", Some("DocumentReference/d0"))] {
+        assert_eq!(
+            app.put(&format!("DocumentReference/{id}"), &document(id, relates)).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(ids(&app, "DocumentReference?relationship=DocumentReference/d0$replaces").await, ["d1"]);
+    assert_eq!(ids(&app, "DocumentReference?relationship=d0$replaces").await, ["d1"], "one target type");
+    assert!(ids(&app, "DocumentReference?relationship=d0$appends").await.is_empty());
+
+    // The rows follow the resource: an update and a delete change what matches at once.
+    assert_eq!(app.put("Observation/bp1", &panel("bp1", 118.0, 80.0)).await.status(), StatusCode::OK);
+    assert!(ids(&app, "Observation?component-code-value-quantity=8480-6$gt125").await.is_empty());
+    assert_eq!(app.delete("Observation/bp2").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(ids(&app, "Observation?component-code-value-quantity=8480-6$ge110").await, ["bp1"]);
+
+    for (query, named) in [
+        ("Observation?code-value-quantity=8867-4", "2 parts"),
+        ("Observation?code-value-quantity=8867-4$gt100$x", "2 parts"),
+        ("Observation?code-value-quantity=8867-4$big", "value-quantity"),
+        ("Observation?code-value-quantity=$gt100", "code"),
+        ("Observation?code-value-quantity:exact=8867-4$gt100", ":exact"),
+        ("Observation?code-value-date=11368-8$June", "value-date"),
+    ] {
+        let outcome = expect_outcome(app.get(query).await, StatusCode::BAD_REQUEST).await;
+        assert!(outcome.to_string().contains(named), "{query}: {outcome}");
+        assert!(outcome.to_string().contains("code-value-"), "{query} names the parameter: {outcome}");
+    }
+}
+
 crate::on_both_backends!(
+    composite_parameters,
     kiln_reindex_rebuilds_the_index_from_the_definitions,
     searches_over_several_types,
     string_parameters,
