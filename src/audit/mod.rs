@@ -220,7 +220,7 @@ async fn append(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let mut transaction = store.begin(tenant).await.map_err(|e| e.to_string())?;
+        let mut transaction = store.begin_audit_log(tenant).await.map_err(|e| e.to_string())?;
         transaction.lock("audit-chain").await.map_err(|e| e.to_string())?;
         let head = match transaction.audit_chain_head().await.map_err(|e| e.to_string())? {
             Some(link) => (link.seq, link.hash),
@@ -279,25 +279,27 @@ pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant
     let mut copied = 0;
     // Only what is logged now: chasing rows logged while copying would keep the one SQLite
     // writer busy in small batches.
-    let mut target = None;
+    let target = store.audit_head_seq(tenant).await.map_err(|e| e.to_string())?;
     loop {
         let started = std::time::Instant::now();
+        // Read, parsed and indexed before the write transaction begins: on SQLite every
+        // request's audit append waits while a transaction holds the one writer.
+        let position = store.audit_indexed_position(tenant).await.map_err(|e| e.to_string())?;
+        let mut rows = store.audit_links(tenant, position, INDEX_BATCH).await.map_err(|e| e.to_string())?;
+        rows.retain(|row| row.link.seq <= target);
+        let Some(last) = rows.last().map(|row| row.link.seq) else { return Ok(copied) };
+        let mut bodies = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (body, value) = crate::fhir::json::parse_resource(&row.logged).map_err(|e| e.to_string())?;
+            let index = crate::search::index_resource(registry, "AuditEvent", &value);
+            bodies.push((row.link.id.as_str(), body, index));
+        }
+        let prepared = started.elapsed();
         let mut transaction = store.begin(tenant).await.map_err(|e| e.to_string())?;
         transaction.lock("audit-index").await.map_err(|e| e.to_string())?;
-        if target.is_none() {
-            let head = transaction.audit_chain_head().await.map_err(|e| e.to_string())?;
-            target = Some(head.map_or(0, |link| link.seq));
-        }
-        let target = target.unwrap_or(0);
-        let position = transaction.audit_indexed_position().await.map_err(|e| e.to_string())?;
-        let mut rows = transaction.audit_log_after(position, INDEX_BATCH).await.map_err(|e| e.to_string())?;
-        rows.retain(|(link, _)| link.seq <= target);
-        let Some(last) = rows.last().map(|(link, _)| link.seq) else { return Ok(copied) };
-        let mut bodies = Vec::with_capacity(rows.len());
-        for (link, json) in &rows {
-            let (body, value) = crate::fhir::json::parse_resource(json).map_err(|e| e.to_string())?;
-            let index = crate::search::index_resource(registry, "AuditEvent", &value);
-            bodies.push((link.id.as_str(), body, index));
+        if transaction.audit_indexed_position().await.map_err(|e| e.to_string())? != position {
+            // Another node or command copied these meanwhile: read again from where it stopped.
+            continue;
         }
         let requests: Vec<WriteRequest<'_>> = bodies
             .iter_mut()
@@ -312,7 +314,12 @@ pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant
         transaction.write_batch(&requests).await.map_err(|e| e.error.to_string())?;
         transaction.set_audit_indexed_position(last).await.map_err(|e| e.to_string())?;
         transaction.commit().await.map_err(|e| e.to_string())?;
-        tracing::debug!(events = rows.len(), micros = started.elapsed().as_micros() as u64, "audit events indexed");
+        tracing::debug!(
+            events = rows.len(),
+            micros = started.elapsed().as_micros() as u64,
+            prepared_micros = prepared.as_micros() as u64,
+            "audit events indexed"
+        );
         copied += rows.len() as u64;
     }
 }

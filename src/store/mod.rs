@@ -299,6 +299,11 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     async fn audit_links(&self, tenant: &TenantId, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     /// How far the tenant's audit log has been copied into AuditEvent resources.
     async fn audit_indexed_position(&self, tenant: &TenantId) -> StoreResult<i64>;
+    /// The position of the last row of the tenant's audit log (0: none).
+    async fn audit_head_seq(&self, tenant: &TenantId) -> StoreResult<i64>;
+    /// A transaction on the audit log (on SQLite a file of its own): for appends that must lock
+    /// the chain and read its head first. Only the audit log's methods may be used in it.
+    async fn begin_audit_log(&self, tenant: &TenantId) -> StoreResult<Box<dyn StoreTransaction>>;
     /// Appends rows to the tenant's audit log in one statement, provided the log still ends at
     /// `head_seq` (0: empty); answers whether they were appended. The audit writer's fast path:
     /// one round trip instead of a transaction of four, when it knows the head.
@@ -460,8 +465,6 @@ pub trait StoreTransaction: Send {
     /// Appends rows (a link and the event's JSON) to the tenant's audit log (the table refuses
     /// changes to existing rows).
     async fn append_audit_log(&mut self, rows: &[(AuditLink, Vec<u8>)]) -> StoreResult<()>;
-    /// Up to `limit` audit log rows after `after_seq`, with their JSON.
-    async fn audit_log_after(&mut self, after_seq: i64, limit: u32) -> StoreResult<Vec<(AuditLink, Vec<u8>)>>;
     /// How far the audit log has been copied into resources, and recording a new position.
     async fn audit_indexed_position(&mut self) -> StoreResult<i64>;
     async fn set_audit_indexed_position(&mut self, seq: i64) -> StoreResult<()>;

@@ -63,5 +63,10 @@ pub async fn connect(url: &str, pool_size: u32) -> StoreResult<PostgresStore> {
         .connect_with(options)
         .await?;
     migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-    Ok(SqlStore { reads: pool.clone(), writes: pool, writes_since_analyze: Default::default() })
+    Ok(SqlStore {
+        reads: pool.clone(),
+        audit_writes: pool.clone(),
+        writes: pool,
+        writes_since_analyze: Default::default(),
+    })
 }

@@ -55,6 +55,10 @@ fn planned_rows(line: &str) -> Option<u64> {
 pub struct SqlStore<DB: Database> {
     pub(super) reads: Pool<DB>,
     pub(super) writes: Pool<DB>,
+    /// Where the audit log is appended: the writer pool on PostgreSQL; on SQLite the writer of
+    /// the log's own file, so that appends never queue behind writes to the main file (the
+    /// readers see both files).
+    pub(super) audit_writes: Pool<DB>,
     /// Writes since the planner statistics were last refreshed.
     pub(super) writes_since_analyze: Arc<AtomicU64>,
 }
@@ -69,6 +73,18 @@ const UPDATE_CURRENT: &str = "UPDATE resources SET version = $4, last_updated = 
      WHERE tenant = $1 AND type = $2 AND id = $3";
 const INSERT_VERSION: &str = "INSERT INTO resource_versions (tenant, type, id, version, last_updated, deleted, method, json) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+
+impl<DB: Database> SqlStore<DB> {
+    fn transaction(&self, tx: sqlx::Transaction<'static, DB>, tenant: &TenantId) -> SqlTransaction<DB> {
+        SqlTransaction {
+            tx,
+            tenant_id: tenant.clone(),
+            tenant: tenant.to_string(),
+            writes: 0,
+            writes_since_analyze: self.writes_since_analyze.clone(),
+        }
+    }
+}
 
 /// How often a write retries after losing an insert race to a concurrent create of the same id.
 const INSERT_RACE_RETRIES: usize = 3;
@@ -128,13 +144,12 @@ where
 
     async fn begin(&self, tenant: &TenantId) -> StoreResult<Box<dyn StoreTransaction>> {
         let tx = self.writes.begin_with(DB::BEGIN).await?;
-        Ok(Box::new(SqlTransaction {
-            tx,
-            tenant_id: tenant.clone(),
-            tenant: tenant.to_string(),
-            writes: 0,
-            writes_since_analyze: self.writes_since_analyze.clone(),
-        }))
+        Ok(Box::new(self.transaction(tx, tenant)))
+    }
+
+    async fn begin_audit_log(&self, tenant: &TenantId) -> StoreResult<Box<dyn StoreTransaction>> {
+        let tx = self.audit_writes.begin_with(DB::BEGIN).await?;
+        Ok(Box::new(self.transaction(tx, tenant)))
     }
 
     async fn history(
@@ -380,6 +395,14 @@ where
         })
     }
 
+    async fn audit_head_seq(&self, tenant: &TenantId) -> StoreResult<i64> {
+        let row = sqlx::query::<DB>("SELECT COALESCE(MAX(seq), 0) FROM audit_log WHERE tenant = $1")
+            .bind(tenant.to_string())
+            .fetch_one(&self.reads)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     async fn append_audit_log_after(
         &self,
         tenant: &TenantId,
@@ -401,7 +424,7 @@ where
         );
         let statement = bind_audit_rows(sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)), &tenant.to_string(), rows);
         let statement = statement.bind(tenant.to_string()).bind(head_seq);
-        match statement.fetch_all(&self.writes).await {
+        match statement.fetch_all(&self.audit_writes).await {
             Ok(appended) => Ok(appended.len() == rows.len()),
             // Another writer took the next numbers first (PostgreSQL, several nodes), or its
             // commit came between this statement's read and write (SQLite, several processes).
@@ -1144,19 +1167,6 @@ where
             statement.execute(&mut *self.tx).await?;
         }
         Ok(())
-    }
-
-    async fn audit_log_after(&mut self, after_seq: i64, limit: u32) -> StoreResult<Vec<(AuditLink, Vec<u8>)>> {
-        let rows = sqlx::query::<DB>(
-            "SELECT seq, id, content_hash, prev_hash, hash, json FROM audit_log \
-             WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(self.tenant.clone())
-        .bind(after_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter().map(|row| Ok((audit_link(row)?, row.try_get(5)?))).collect()
     }
 
     async fn audit_indexed_position(&mut self) -> StoreResult<i64> {

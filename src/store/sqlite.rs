@@ -56,6 +56,25 @@ pub fn migrator() -> Migrator {
     ])
 }
 
+/// The migrations of the audit log's own file (`migrations/sqlite-audit/`).
+fn audit_migrator() -> Migrator {
+    let sql = include_str!("../../migrations/sqlite-audit/0001_audit_log.sql");
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "audit log".into(),
+        MigrationType::Simple,
+        AssertSqlSafe(sql).into_sql_str(),
+        false,
+    )])
+}
+
+/// The file of the audit log next to the main database file: `kiln.db` -> `kiln.audit.db`;
+/// `None` for an in-memory database, whose log stays in it.
+pub fn audit_file(main: &std::path::Path) -> Option<std::path::PathBuf> {
+    let name = main.to_string_lossy();
+    (!name.is_empty() && !name.contains(":memory:")).then(|| main.with_extension("audit.db"))
+}
+
 pub async fn connect(url: &str, pool_size: u32) -> StoreResult<SqliteStore> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -72,7 +91,60 @@ pub async fn connect(url: &str, pool_size: u32) -> StoreResult<SqliteStore> {
     }
     let writes = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
     migrator().run(&writes).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-    let reads =
-        SqlitePoolOptions::new().max_connections(pool_size.max(1)).connect_with(options.read_only(true)).await?;
-    Ok(SqlStore { reads, writes, writes_since_analyze: Default::default() })
+    let Some(audit_path) = audit_file(options.get_filename()) else {
+        let reads =
+            SqlitePoolOptions::new().max_connections(pool_size.max(1)).connect_with(options.read_only(true)).await?;
+        return Ok(SqlStore { reads, audit_writes: writes.clone(), writes, writes_since_analyze: Default::default() });
+    };
+    let audit_options = options.clone().filename(&audit_path);
+    let audit_writes = SqlitePoolOptions::new().max_connections(1).connect_with(audit_options).await?;
+    audit_migrator().run(&audit_writes).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+    move_audit_log(&writes, &audit_path).await?;
+    // Readers see the log as if it were in the main file (it is the only `audit_log`). The
+    // writers never attach it: `BEGIN IMMEDIATE` would take the write lock of every attached
+    // file, and appends would wait behind main-file writes again.
+    let attached = audit_path.to_string_lossy().into_owned();
+    let reads = SqlitePoolOptions::new()
+        .max_connections(pool_size.max(1))
+        .after_connect(move |connection, _| {
+            let attached = attached.clone();
+            Box::pin(async move {
+                sqlx::query("ATTACH DATABASE $1 AS audit").bind(attached).execute(connection).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok(SqlStore { reads, writes, audit_writes, writes_since_analyze: Default::default() })
+}
+
+/// Moves the audit log of a database made before the log had a file of its own (migration 10
+/// made it in the main file, and still does) into that file. Each step is idempotent, so a stop
+/// between them is finished at the next start.
+async fn move_audit_log(writes: &sqlx::SqlitePool, audit_path: &std::path::Path) -> StoreResult<()> {
+    let in_main = sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'")
+        .fetch_optional(writes)
+        .await?
+        .is_some();
+    if !in_main {
+        return Ok(());
+    }
+    let mut connection = writes.acquire().await?;
+    sqlx::query("ATTACH DATABASE $1 AS audit")
+        .bind(audit_path.to_string_lossy().into_owned())
+        .execute(&mut *connection)
+        .await?;
+    let moved = async {
+        sqlx::query(
+            "INSERT OR IGNORE INTO audit.audit_log (tenant, seq, id, json, content_hash, prev_hash, hash) \
+             SELECT tenant, seq, id, json, content_hash, prev_hash, hash FROM main.audit_log",
+        )
+        .execute(&mut *connection)
+        .await?;
+        sqlx::query("DROP TABLE main.audit_log").execute(&mut *connection).await?;
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    sqlx::query("DETACH DATABASE audit").execute(&mut *connection).await?;
+    Ok(moved?)
 }

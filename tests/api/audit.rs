@@ -152,17 +152,24 @@ async fn the_audit_trail_cannot_be_changed_through_any_path(app: TestApp) {
 /// would.
 async fn tamper(app: &TestApp, id: &str, json: Vec<u8>) {
     let sql = "UPDATE resources SET json = $1 WHERE tenant = 'test-clinic' AND type = 'AuditEvent' AND id = $2";
-    if app.database_url.starts_with("sqlite:") {
+    if let Some(file) = app.database_url.strip_prefix("sqlite://") {
         let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
         sqlx::query(sql).bind(json).bind(id).execute(&pool).await.unwrap();
-        let deleted = sqlx::query("DELETE FROM audit_log").execute(&pool).await;
-        assert!(deleted.is_err(), "the audit log refuses deletes");
         pool.close().await;
+        // The log is in a file of its own, next to the main one.
+        let log_file = kiln::store::sqlite::audit_file(std::path::Path::new(file)).unwrap();
+        assert!(log_file.exists(), "{}", log_file.display());
+        let log = sqlx::SqlitePool::connect(&format!("sqlite://{}", log_file.display())).await.unwrap();
+        let deleted = sqlx::query("DELETE FROM audit_log").execute(&log).await;
+        let refusal = deleted.expect_err("the audit log refuses deletes").to_string();
+        assert!(refusal.contains("append-only"), "{refusal}");
+        log.close().await;
     } else {
         let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
         sqlx::query(sql).bind(json).bind(id).execute(&pool).await.unwrap();
         let deleted = sqlx::query("DELETE FROM audit_log").execute(&pool).await;
-        assert!(deleted.is_err(), "the audit log refuses deletes");
+        let refusal = deleted.expect_err("the audit log refuses deletes").to_string();
+        assert!(refusal.contains("append-only"), "{refusal}");
         pool.close().await;
     }
 }
@@ -293,3 +300,44 @@ crate::on_both_backends!(
     two_nodes_writing_at_once_keep_one_unbroken_chain,
     sign_ins_tokens_and_a_patients_accounting_of_disclosures,
 );
+
+/// A SQLite database made before the audit log had a file of its own keeps its log: opening it
+/// moves the rows into `kiln.audit.db`, and the chain reads on from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_log_in_the_main_sqlite_file_moves_to_its_own() {
+    use kiln::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("kiln.db");
+    let url = format!("sqlite://{}?mode=rwc", main.display());
+    let old = sqlx::SqlitePool::connect(&url).await.unwrap();
+    kiln::store::sqlite::migrator().run(&old).await.unwrap();
+    sqlx::query(
+        "INSERT INTO audit_log (tenant, seq, id, json, content_hash, prev_hash, hash) \
+         VALUES ('test-clinic', 1, 'e1', x'7b7d', 'c', 'p', 'h'), ('test-clinic', 2, 'e2', x'7b7d', 'c', 'h', 'h2')",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    old.close().await;
+
+    let store = kiln::store::sqlite::connect(&url, 2).await.unwrap();
+    let tenant = kiln::access::TenantId::parse("test-clinic").unwrap();
+    assert_eq!(store.audit_head_seq(&tenant).await.unwrap(), 2, "the readers see the moved rows");
+    let links = store.audit_links(&tenant, 0, 10).await.unwrap();
+    assert_eq!(links.iter().map(|row| row.link.id.as_str()).collect::<Vec<_>>(), ["e1", "e2"]);
+    drop(store);
+
+    let reopened = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let left =
+        sqlx::query("SELECT 1 FROM sqlite_master WHERE name = 'audit_log'").fetch_optional(&reopened).await.unwrap();
+    assert!(left.is_none(), "the main file has no log any more");
+    reopened.close().await;
+    let log_file = kiln::store::sqlite::audit_file(&main).unwrap();
+    let log = sqlx::SqlitePool::connect(&format!("sqlite://{}", log_file.display())).await.unwrap();
+    let rows: i64 = sqlx::Row::get(&sqlx::query("SELECT COUNT(*) FROM audit_log").fetch_one(&log).await.unwrap(), 0);
+    assert_eq!(rows, 2);
+    log.close().await;
+    // Opening it again moves nothing twice.
+    let again = kiln::store::sqlite::connect(&url, 2).await.unwrap();
+    assert_eq!(again.audit_links(&tenant, 0, 10).await.unwrap().len(), 2);
+}
