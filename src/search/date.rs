@@ -55,14 +55,17 @@ pub fn condition(value: &str, args: &mut Vec<SqlArg>, next: &mut dyn FnMut() -> 
         args.push(SqlArg::Int(v));
         next()
     };
+    // Where a condition bounds `high` from above, `low` (never above `high`) is bounded too and
+    // the bound is stated: the index is on (…, low, high), and `low >= L` alone would scan every
+    // row from L to the end.
     Ok(match prefix {
-        "eq" | "ne" => format!("x.low >= {} AND x.high <= {}", bind(low), bind(high)),
+        "eq" | "ne" => format!("x.low >= {} AND x.low <= {} AND x.high <= {}", bind(low), bind(high), bind(high)),
         "gt" => format!("x.high > {}", bind(high)),
         "lt" => format!("x.low < {}", bind(low)),
         "ge" => format!("x.high > {}", bind(low)),
         "le" => format!("x.low < {}", bind(high)),
         "sa" => format!("x.low >= {}", bind(high)),
-        "eb" => format!("x.high <= {}", bind(low)),
+        "eb" => format!("x.low <= {} AND x.high <= {}", bind(low), bind(low)),
         _ => {
             // ap: overlaps the value widened by 10% of its distance from now (at least a day).
             let margin = ((now_micros() - low).abs() / 10).max(86_400_000_000);

@@ -117,6 +117,7 @@ async fn date_number_and_quantity_parameters(app: TestApp) {
     );
     assert_eq!(ids(&app, "Observation?value-quantity=57").await, Vec::<String>::new());
     assert_eq!(ids(&app, "Observation?value-quantity=72||/min").await, ["o1"]);
+    assert_eq!(ids(&app, "Observation?value-quantity=ne72").await, ["o2", "o3"], "ne: outside 71.5 up to 72.5");
 
     // UCUM units of one dimension compare in their canonical unit: 70 kg, 70000 g and 154.3 lb
     // (of a specimen: body weight must be recorded in kg or [lb_av]).
