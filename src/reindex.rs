@@ -7,7 +7,8 @@
 use crate::access::TenantId;
 use crate::app::AppState;
 use crate::rest::QueryParams;
-use crate::search::query::{self, Cursor};
+use crate::search::query;
+use crate::store::Pages;
 
 /// Resources reindexed per transaction.
 const BATCH: u32 = 500;
@@ -39,14 +40,11 @@ pub async fn reindex(state: &AppState, tenant: &TenantId, only: Option<&str>) ->
     for type_name in types {
         let definition = registry.resource(type_name).expect("listed from the registry");
         let params = QueryParams(vec![("_count".into(), BATCH.to_string())]);
-        let mut query =
+        let query =
             query::compile(definition, &params, &state.base_url, false, BATCH, BATCH).map_err(|e| format!("{e:?}"))?;
         let mut count = 0u64;
-        loop {
-            let mut records = state.store.search(tenant, type_name, &query).await.map_err(|e| e.to_string())?;
-            records.truncate(BATCH as usize);
-            let Some(last) = records.last() else { break };
-            query.cursor = Some(Cursor::After { last_updated: last.last_updated, id: last.id.clone() });
+        let mut pages = Pages::new(state.store.as_ref(), tenant, type_name, query);
+        while let Some(records) = pages.next().await.map_err(|e| e.to_string())? {
             let mut transaction = state.store.begin(tenant).await.map_err(|e| e.to_string())?;
             for record in &records {
                 let value: serde_json::Value = serde_json::from_slice(record.json.as_deref().unwrap_or_default())

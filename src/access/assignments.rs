@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use super::TenantId;
 use crate::error::FhirError;
 use crate::rest::QueryParams;
-use crate::search::query::{Cursor, compile};
-use crate::store::DynStore;
+use crate::search::query::compile;
+use crate::store::{DynStore, Pages};
 
 /// How long a user's assignments are reused before they are looked up again: a new
 /// appointment or care-team membership takes effect within this time.
@@ -89,20 +89,13 @@ impl Assignments {
                 ("_sort".into(), "_lastUpdated".into()),
                 ("_count".into(), "1000".into()),
             ]);
-            let mut query = compile(definition, &params, "", false, 1000, 1000)?;
-            loop {
-                let page = store.search(tenant, resource_type, &query).await?;
-                let more = page.len() > query.count as usize;
-                for record in page.iter().take(query.count as usize) {
+            let query = compile(definition, &params, "", false, 1000, 1000)?;
+            let mut pages = Pages::new(store.as_ref(), tenant, resource_type, query);
+            while let Some(page) = pages.next().await? {
+                for record in &page {
                     let Some(json) = &record.json else { continue };
                     let Ok(resource) = serde_json::from_slice::<Value>(json) else { continue };
                     patients.extend(patients_in(resource_type, &record.id, &resource));
-                }
-                match (more, page.get(query.count as usize - 1)) {
-                    (true, Some(last)) => {
-                        query.cursor = Some(Cursor::After { last_updated: last.last_updated, id: last.id.clone() })
-                    }
-                    _ => break,
                 }
             }
         }

@@ -154,27 +154,14 @@ pub fn patients_of(resource: &Value, base_url: &str) -> BTreeSet<String> {
 
 /// Every `Patient/id` reference in a resource (relative, or absolute to this server).
 fn patient_references(value: &Value, base_url: &str, patients: &mut BTreeSet<String>) {
-    match value {
-        Value::Object(members) => {
-            for (name, member) in members {
-                if name == "reference"
-                    && let Some(reference) = member.as_str()
-                {
-                    let local =
-                        reference.strip_prefix(base_url).map(|r| r.trim_start_matches('/')).unwrap_or(reference);
-                    if let Some(id) = local.strip_prefix("Patient/") {
-                        let id = id.split('/').next().unwrap_or(id);
-                        if crate::fhir::is_valid_id(id) {
-                            patients.insert(id.to_string());
-                        }
-                    }
-                } else {
-                    patient_references(member, base_url, patients);
-                }
+    for reference in crate::fhir::json::references(value) {
+        let local = reference.strip_prefix(base_url).map(|r| r.trim_start_matches('/')).unwrap_or(reference);
+        if let Some(id) = local.strip_prefix("Patient/") {
+            let id = id.split('/').next().unwrap_or(id);
+            if crate::fhir::is_valid_id(id) {
+                patients.insert(id.to_string());
             }
         }
-        Value::Array(items) => items.iter().for_each(|item| patient_references(item, base_url, patients)),
-        _ => {}
     }
 }
 

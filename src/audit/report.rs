@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::access::TenantId;
 use crate::rest::QueryParams;
-use crate::search::query::{Cursor, compile};
-use crate::store::DynStore;
+use crate::search::query::compile;
+use crate::store::{DynStore, Pages};
 
 /// Individuals affected from which a breach must also be reported to HHS and the media at once.
 pub const BREACH_MEDIA_THRESHOLD: usize = 500;
@@ -141,25 +141,18 @@ pub async fn build(store: &DynStore, request: &ReportRequest) -> Result<Report, 
     if let Some(patient) = &request.patient {
         params.push(("patient".to_string(), format!("Patient/{patient}")));
     }
-    let mut query = compile(definition, &QueryParams(params), "", false, 1000, 1000)
+    let query = compile(definition, &QueryParams(params), "", false, 1000, 1000)
         .map_err(|e| format!("the period or filters are not valid: {e}"))?;
     let mut report = Report::default();
-    loop {
-        let page = store.search(&request.tenant, "AuditEvent", &query).await.map_err(|e| e.to_string())?;
-        let more = page.len() > query.count as usize;
-        for record in page.iter().take(query.count as usize) {
+    let mut pages = Pages::new(store.as_ref(), &request.tenant, "AuditEvent", query);
+    while let Some(page) = pages.next().await.map_err(|e| e.to_string())? {
+        for record in &page {
             let Some(json) = &record.json else { continue };
             let event: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
             if request.break_glass_only && break_glass_reason(&event).is_none() {
                 continue;
             }
             tally(&mut report, &event, request.patient.as_deref());
-        }
-        match (more, page.get(query.count as usize - 1)) {
-            (true, Some(last)) => {
-                query.cursor = Some(Cursor::After { last_updated: last.last_updated, id: last.id.clone() })
-            }
-            _ => break,
         }
     }
     Ok(report)

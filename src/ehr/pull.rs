@@ -81,28 +81,15 @@ async fn all_pages(remote: &RemoteEhr, first: &str, into: &mut Vec<Value>) -> Re
 /// Rewrites each reference `Type/rid` (relative, or absolute on the remote) to the local
 /// resource it was pulled into, or to an absolute remote URL when it was not pulled.
 fn map_references(value: &mut Value, remote_base: &str, local: &HashMap<String, String>) {
-    match value {
-        Value::Object(members) => {
-            for (name, member) in members.iter_mut() {
-                if name == "reference"
-                    && let Value::String(reference) = member
-                {
-                    let relative =
-                        reference.strip_prefix(remote_base).map(|r| r.trim_start_matches('/')).unwrap_or(reference);
-                    let key = relative.split("/_history").next().unwrap_or(relative).to_string();
-                    if let Some(mapped) = local.get(&key) {
-                        *reference = mapped.clone();
-                    } else if !reference.contains("://") && !reference.starts_with('#') && key.split('/').count() == 2 {
-                        *reference = format!("{remote_base}/{key}");
-                    }
-                } else {
-                    map_references(member, remote_base, local);
-                }
-            }
+    crate::fhir::json::visit_references_mut(value, &mut |reference| {
+        let relative = reference.strip_prefix(remote_base).map(|r| r.trim_start_matches('/')).unwrap_or(reference);
+        let key = relative.split("/_history").next().unwrap_or(relative).to_string();
+        if let Some(mapped) = local.get(&key) {
+            *reference = mapped.clone();
+        } else if !reference.contains("://") && !reference.starts_with('#') && key.split('/').count() == 2 {
+            *reference = format!("{remote_base}/{key}");
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| map_references(item, remote_base, local)),
-        _ => {}
-    }
+    });
 }
 
 fn without_meta(value: &Value) -> Value {

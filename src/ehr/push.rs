@@ -33,26 +33,14 @@ fn fragment(resource_type: &str, id: &str) -> String {
 /// Rewrites local references: to the Bundle entry when the target is sent too, to the remote
 /// patient for the patient, else to the absolute local URL.
 fn map_references(value: &mut Value, map: &HashMap<String, String>, local_base: &str) {
-    match value {
-        Value::Object(members) => {
-            for (name, member) in members.iter_mut() {
-                if name == "reference"
-                    && let Value::String(reference) = member
-                {
-                    let key = reference.split("/_history").next().unwrap_or(reference).to_string();
-                    if let Some(mapped) = map.get(&key) {
-                        *reference = mapped.clone();
-                    } else if !reference.contains(':') && !reference.starts_with('#') && key.split('/').count() == 2 {
-                        *reference = format!("{local_base}/{key}");
-                    }
-                } else {
-                    map_references(member, map, local_base);
-                }
-            }
+    crate::fhir::json::visit_references_mut(value, &mut |reference| {
+        let key = reference.split("/_history").next().unwrap_or(reference).to_string();
+        if let Some(mapped) = map.get(&key) {
+            *reference = mapped.clone();
+        } else if !reference.contains(':') && !reference.starts_with('#') && key.split('/').count() == 2 {
+            *reference = format!("{local_base}/{key}");
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| map_references(item, map, local_base)),
-        _ => {}
-    }
+    });
 }
 
 /// The operation.

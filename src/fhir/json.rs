@@ -176,24 +176,30 @@ pub fn references(value: &Value) -> Vec<&str> {
     found
 }
 
-/// [`ResourceBody::rewrite_references`] on the typed tree.
-pub fn rewrite_references(value: &mut Value, replacements: &HashMap<String, String>) {
+/// Hands every `reference` string in the tree (Reference.reference at any depth) to `visit`,
+/// which may change it.
+pub fn visit_references_mut(value: &mut Value, visit: &mut impl FnMut(&mut String)) {
     match value {
         Value::Object(object) => {
             for (key, member) in object.iter_mut() {
                 match member {
-                    Value::String(reference) if key == "reference" => {
-                        if let Some(new) = replacements.get(reference.as_str()) {
-                            *reference = new.clone();
-                        }
-                    }
-                    other => rewrite_references(other, replacements),
+                    Value::String(reference) if key == "reference" => visit(reference),
+                    other => visit_references_mut(other, visit),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| rewrite_references(item, replacements)),
+        Value::Array(items) => items.iter_mut().for_each(|item| visit_references_mut(item, visit)),
         _ => {}
     }
+}
+
+/// [`ResourceBody::rewrite_references`] on the typed tree.
+pub fn rewrite_references(value: &mut Value, replacements: &HashMap<String, String>) {
+    visit_references_mut(value, &mut |reference| {
+        if let Some(new) = replacements.get(reference.as_str()) {
+            *reference = new.clone();
+        }
+    });
 }
 
 /// The raw JSON with mapped references replaced, or `None` when nothing changed. Objects and

@@ -15,8 +15,8 @@ use crate::app::AppState;
 use crate::emr::retention::{Basis, Retention, RetentionRule, latest_day, retention};
 use crate::error::FhirError;
 use crate::fhir::FHIR_JSON;
-use crate::search::query::{Cursor, compile};
-use crate::store::{DynStore, VersionRecord};
+use crate::search::query::compile;
+use crate::store::{DynStore, Pages, VersionRecord};
 
 fn day_of_micros(micros: i64) -> NaiveDate {
     chrono::DateTime::from_timestamp_micros(micros).map(|t| t.date_naive()).unwrap_or_default()
@@ -107,22 +107,15 @@ pub async fn due(
     let registry = crate::fhir::registry::Registry::global();
     let patient = registry.resource("Patient").ok_or("Patient is not served")?;
     let params = QueryParams(vec![("_sort".into(), "_lastUpdated".into()), ("_count".into(), "500".into())]);
-    let mut query = compile(patient, &params, "", false, 500, 500).map_err(|e| e.to_string())?;
+    let query = compile(patient, &params, "", false, 500, 500).map_err(|e| e.to_string())?;
     let mut due = Vec::new();
-    loop {
-        let page = store.search(tenant, "Patient", &query).await.map_err(|e| e.to_string())?;
-        let more = page.len() > query.count as usize;
-        for record in page.iter().take(query.count as usize) {
+    let mut pages = Pages::new(store.as_ref(), tenant, "Patient", query);
+    while let Some(page) = pages.next().await.map_err(|e| e.to_string())? {
+        for record in &page {
             let kept = of_patient(store, tenant, rule, record).await.map_err(|e| e.to_string())?;
             if kept.retain_until < before {
                 due.push(Due { patient: record.id.clone(), retention: kept });
             }
-        }
-        match (more, page.get(query.count as usize - 1)) {
-            (true, Some(last)) => {
-                query.cursor = Some(Cursor::After { last_updated: last.last_updated, id: last.id.clone() })
-            }
-            _ => break,
         }
     }
     due.sort_by(|a, b| a.retention.retain_until.cmp(&b.retention.retain_until).then(a.patient.cmp(&b.patient)));

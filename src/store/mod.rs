@@ -362,6 +362,42 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// Every current resource a search matches, a page of the query's `_count` at a time, each page
+/// read after the last one's final resource (keyset): for jobs that go through all of them
+/// (reports, reindexing, retention), which must neither skip nor repeat one.
+pub struct Pages<'a> {
+    store: &'a dyn Store,
+    tenant: &'a TenantId,
+    resource_type: &'a str,
+    query: SearchQuery,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    pub fn new(store: &'a dyn Store, tenant: &'a TenantId, resource_type: &'a str, query: SearchQuery) -> Pages<'a> {
+        Pages { store, tenant, resource_type, query, done: false }
+    }
+
+    /// The next page, `None` after the last.
+    pub async fn next(&mut self) -> StoreResult<Option<Vec<VersionRecord>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut page = self.store.search(self.tenant, self.resource_type, &self.query).await?;
+        // The store reads one more than a page to tell whether another follows.
+        let more = page.len() > self.query.count as usize;
+        page.truncate(self.query.count as usize);
+        match (more, page.last()) {
+            (true, Some(last)) => {
+                self.query.cursor =
+                    Some(crate::search::query::Cursor::After { last_updated: last.last_updated, id: last.id.clone() })
+            }
+            _ => self.done = true,
+        }
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
 /// Why a batch write failed, and which request caused it, when one did.
 #[derive(Debug)]
 pub struct BatchError {
