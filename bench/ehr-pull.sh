@@ -25,15 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-wait_healthy() {
-    for _ in $(seq 1 200); do
-        curl -fs "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "ehr-pull.sh: the server on port $1 did not start" >&2
-    exit 1
-}
+# shellcheck source=../scripts/local-server.sh
+. "$REPO/scripts/local-server.sh"
 
 # The remote, with the record.
 REMOTE_PORT="$(free_port)"
@@ -41,7 +34,7 @@ REMOTE_DB="sqlite://$TMP/remote.db"
 KILN_DATABASE_URL="$REMOTE_DB" KILN_LISTEN="127.0.0.1:$REMOTE_PORT" KILN_LOG=warn KILN_CLIENT_CREDENTIALS_WITH_SECRET=true \
     KILN_RATE_LIMIT_IP_PER_SEC=0 KILN_RATE_LIMIT_USER_PER_SEC=0 "$KILN" serve >"$TMP/remote.log" 2>&1 &
 PIDS+=($!)
-wait_healthy "$REMOTE_PORT"
+wait_healthy "$REMOTE_PORT" "${PIDS[-1]}" || exit 1
 python3 - "$RESOURCES" >"$TMP/record.json" <<'PY'
 import json, sys
 count = int(sys.argv[1])
@@ -75,7 +68,7 @@ for run in $(seq 1 "$RUNS"); do
         "$KILN" serve >"$TMP/local-$run.log" 2>&1 &
     LOCAL_PID=$!
     PIDS+=("$LOCAL_PID")
-    wait_healthy "$LOCAL_PORT"
+    wait_healthy "$LOCAL_PORT" "${PIDS[-1]}" || exit 1
     ENDPOINT="$(KILN_DATABASE_URL="$LOCAL_DB" KILN_LOG=warn REMOTE_SECRET="$KILN_CLIENT_SECRET" "$KILN" ehr add \
         --name Remote --address "http://127.0.0.1:$REMOTE_PORT/fhir" --auth client-secret \
         --client-id "$KILN_CLIENT_ID" --client-secret-env REMOTE_SECRET --scope "system/*.rs")"

@@ -37,9 +37,8 @@ trap cleanup EXIT
 RESOURCES="$(cat "$TMP"/demo/ndjson/*.ndjson | wc -l)"
 echo "ingest.sh: $PATIENTS patients, $RESOURCES resources; $RUNS runs per measurement"
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=../scripts/local-server.sh
+. "$REPO/scripts/local-server.sh"
 
 # A fresh, empty database URL for the backend (called in a subshell: the name must not
 # depend on a counter).
@@ -77,7 +76,7 @@ transactions() { # database url → seconds
     port="$(free_port)"
     KILN_DATABASE_URL="$1" KILN_LISTEN="127.0.0.1:$port" KILN_LOG=warn "$KILN" serve >"$TMP/serve.log" 2>&1 &
     SERVER=$!
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+    wait_healthy "$port" "$SERVER" || exit 1
     url="http://127.0.0.1:$port/fhir"
     token="$(system_token "$KILN" "$1" "http://127.0.0.1:$port")"
     seconds_of post_bundles "$url" "$token"

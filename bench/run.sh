@@ -44,6 +44,7 @@ command -v python3 >/dev/null || { echo "run.sh: python3 is missing" >&2; exit 2
 
 . "$REPO/scripts/throwaway-postgres.sh"
 . "$REPO/scripts/system-token.sh"
+. "$REPO/scripts/local-server.sh"
 TMP="$(mktemp -d -t kiln-bench.XXXXXX)"
 SERVER="" BASELINE=""
 stop() { # pid: SIGTERM, then wait for it
@@ -59,9 +60,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$RESULTS"
@@ -96,12 +94,7 @@ for backend in $BACKENDS; do
     BASE="http://127.0.0.1:$PORT/fhir"
     KILN_DATABASE_URL="$DATABASE_URL" KILN_LISTEN="127.0.0.1:$PORT" KILN_CLIENT_CREDENTIALS_WITH_SECRET=true KILN_OPEN_ACCESS_FOR_DEVELOPMENT=$OPEN KILN_AUDIT=$AUDIT KILN_RATE_LIMIT_IP_PER_SEC=0 KILN_RATE_LIMIT_CLIENT_PER_SEC=0 KILN_RATE_LIMIT_USER_PER_SEC=0 KILN_LOG="${BENCH_KILN_LOG:-warn}" "$KILN" serve >"$dir/kiln.log" 2>&1 &
     SERVER=$!
-    for _ in $(seq 1 300); do
-        curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
-        kill -0 "$SERVER" 2>/dev/null || { echo "run.sh: kiln exited:" >&2; cat "$dir/kiln.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { echo "run.sh: kiln did not start" >&2; exit 1; }
+    wait_healthy "$PORT" "$SERVER" 30 || { echo "run.sh: kiln did not start:" >&2; cat "$dir/kiln.log" >&2; exit 1; }
     # kiln-bench sends KILN_TOKEN with every request (to the baseline server too, which ignores it).
     KILN_TOKEN=""
     if [ "$AUTH" = on ]; then

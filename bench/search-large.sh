@@ -109,16 +109,8 @@ for name in order:
             print(f"{label}\t{path}")
 PY
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-
-wait_healthy() {
-    for _ in $(seq 1 600); do
-        curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
-    echo "search-large.sh: the server on port $1 did not start" >&2
-    return 1
-}
+# shellcheck source=../scripts/local-server.sh
+. "$REPO/scripts/local-server.sh"
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 for backend in $BACKENDS; do
@@ -152,7 +144,7 @@ for backend in $BACKENDS; do
         KILN_RATE_LIMIT_IP_PER_SEC=0 KILN_RATE_LIMIT_CLIENT_PER_SEC=0 KILN_RATE_LIMIT_USER_PER_SEC=0 KILN_LOG=warn \
         "$KILN" serve >"$TMP/kiln-$backend.log" 2>&1 &
     SERVER=$!
-    wait_healthy "$PORT"
+    wait_healthy "$PORT" "$SERVER" 120
     KILN_TOKEN="$(system_token "$KILN" "$DATABASE_URL" "http://127.0.0.1:$PORT")"
     export KILN_TOKEN
     echo "search-large.sh: $backend: $CONCURRENCY clients, $SECONDS_EACH s per search"

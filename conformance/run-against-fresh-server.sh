@@ -28,14 +28,13 @@ if [ ! -x "$KILN_BIN" ]; then
     exit 2
 fi
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 TMP="$(mktemp -d -t kiln-conformance.XXXXXX)"
 SERVER_PID=""
 # shellcheck source=../scripts/throwaway-postgres.sh
 . "$REPO/scripts/throwaway-postgres.sh"
+# shellcheck source=../scripts/local-server.sh
+. "$REPO/scripts/local-server.sh"
 
 cleanup() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -82,28 +81,7 @@ server_log_tail() {
     echo "--------------------------------------" >&2
 }
 
-# wait (up to 60 s) for GET /health to answer 200
-if ! python3 - "$PORT" "$SERVER_PID" <<'EOF'
-import os, sys, time, urllib.request, urllib.error
-port, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 60
-url = f"http://127.0.0.1:{port}/health"
-while time.monotonic() < deadline:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        print("run-against-fresh-server: kiln exited before it became healthy", file=sys.stderr)
-        sys.exit(1)
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except (urllib.error.URLError, OSError):
-        pass
-    time.sleep(0.2)
-print(f"run-against-fresh-server: {url} did not answer 200 within 60 s", file=sys.stderr)
-sys.exit(1)
-EOF
+if ! wait_healthy "$PORT" "$SERVER_PID" 60
 then
     server_log_tail
     exit 2

@@ -61,9 +61,6 @@ This check needs a real browser and is never skipped."
 fi
 export CHROMIUM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 TMP="$(mktemp -d -t kiln-browser-app.XXXXXX)"
 if [ -z "$SCREENSHOT_DIR" ]; then SCREENSHOT_DIR="$(mktemp -d -t kiln-smart-screens.XXXXXX)"; fi
@@ -73,6 +70,8 @@ SERVER_PID=""
 APP_PID=""
 # shellcheck source=../../scripts/throwaway-postgres.sh
 . "$REPO/scripts/throwaway-postgres.sh"
+# shellcheck source=../../scripts/local-server.sh
+. "$REPO/scripts/local-server.sh"
 
 stop_pid() {
     local pid="$1"
@@ -128,27 +127,7 @@ say "$KILN_BIN serve on $KILN_LISTEN, database ${KILN_DATABASE_URL%%://*}, FHIR 
 "$KILN_BIN" serve >"$LOG" 2>&1 </dev/null &
 SERVER_PID=$!
 
-if ! python3 - "$KILN_PORT" "$SERVER_PID" <<'EOF'
-import os, sys, time, urllib.request, urllib.error
-port, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 60
-url = f"http://127.0.0.1:{port}/health"
-while time.monotonic() < deadline:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        print("run-browser-app: kiln exited before it became healthy", file=sys.stderr)
-        sys.exit(1)
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except (urllib.error.URLError, OSError):
-        pass
-    time.sleep(0.2)
-print(f"run-browser-app: {url} did not answer 200 within 60 s", file=sys.stderr)
-sys.exit(1)
-EOF
+if ! wait_healthy "$KILN_PORT" "$SERVER_PID" 60
 then
     server_log_tail
     exit 2
