@@ -399,8 +399,12 @@ fn correlated(condition: &str) -> String {
             && let Some((table, filter)) = rest.split_once(" x WHERE ")
             && table.starts_with("search_")
             && !table.contains(' ')
+            && let Some(filter) = filter.strip_suffix(')')
         {
-            return format!("{to}{table} x WHERE x.id = r.id AND {filter}");
+            // `OFFSET` keeps PostgreSQL from turning the probe into a join it may drive from
+            // (it did, from 5,000 female patients for one birth date, on a row estimate of 1:
+            // 86 ms instead of 0.5 ms); SQLite probes per candidate anyway.
+            return format!("{to}{table} x WHERE x.id = r.id AND {filter} LIMIT 1 OFFSET 0)");
         }
     }
     condition.to_string()
@@ -1020,6 +1024,7 @@ mod tests {
         // A negation never drives: with only negations, every one is probed.
         let q = compile_query("gender:not=male&family:missing=true").unwrap();
         assert_eq!(q.conditions.matches("NOT EXISTS (SELECT 1 FROM").count(), 2, "{}", q.conditions);
+        assert_eq!(q.conditions.matches(" LIMIT 1 OFFSET 0)").count(), 2, "each probe stays a probe: {}", q.conditions);
         assert!(!q.conditions.contains(" IN (SELECT"), "{}", q.conditions);
     }
 
