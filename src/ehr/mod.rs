@@ -181,7 +181,6 @@ pub async fn add(state: &AppState, tenant: &TenantId, remote: NewRemote) -> Resu
     )
     .await
     .map_err(|e| e.to_string())?;
-    transaction.commit().await.map_err(|e| e.to_string())?;
     let connection = EhrConnection {
         endpoint_id: id.clone(),
         auth: auth.to_string(),
@@ -194,7 +193,9 @@ pub async fn add(state: &AppState, tenant: &TenantId, remote: NewRemote) -> Resu
         sync_every_secs: remote.sync_every_secs,
         ca_certificates: remote.ca_certificates,
     };
-    state.store.put_ehr_connection(tenant, &connection).await.map_err(|e| e.to_string())?;
+    // One transaction: an Endpoint without its credentials (or the reverse) is never left behind.
+    transaction.put_ehr_connection(&connection).await.map_err(|e| e.to_string())?;
+    transaction.commit().await.map_err(|e| e.to_string())?;
     Ok(id)
 }
 

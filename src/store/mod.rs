@@ -322,8 +322,8 @@ pub trait Store: crate::auth::store::AuthStore + Send + Sync + 'static {
     /// Makes sure the tenant row exists.
     async fn ensure_tenant(&self, tenant: &TenantId, name: &str) -> StoreResult<()>;
 
-    /// Remote EHR connections (the credential half of an Endpoint, `src/ehr`).
-    async fn put_ehr_connection(&self, tenant: &TenantId, connection: &EhrConnection) -> StoreResult<()>;
+    /// Remote EHR connections (the credential half of an Endpoint, `src/ehr`; written with the
+    /// Endpoint by [`StoreTransaction::put_ehr_connection`]).
     async fn ehr_connections(&self, tenant: &TenantId) -> StoreResult<Vec<EhrConnection>>;
     /// The remotes whose sync schedule is due at `now`, as (tenant, endpoint id), marked as
     /// synced now (so that one node takes each).
@@ -504,6 +504,8 @@ pub trait StoreTransaction: Send {
     /// How far the audit log has been copied into resources, and recording a new position.
     async fn audit_indexed_position(&mut self) -> StoreResult<i64>;
     async fn set_audit_indexed_position(&mut self, seq: i64) -> StoreResult<()>;
+    /// Registers (or changes) a remote EHR connection, in the transaction that writes its Endpoint.
+    async fn put_ehr_connection(&mut self, connection: &EhrConnection) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 

@@ -480,29 +480,6 @@ where
         Ok(())
     }
 
-    async fn put_ehr_connection(&self, tenant: &TenantId, c: &EhrConnection) -> StoreResult<()> {
-        sqlx::query::<DB>(
-            "INSERT INTO ehr_connections (tenant, endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, \
-             created_at, sync_every_secs, ca_certificates) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (tenant, endpoint_id) DO UPDATE SET auth = $3, client_id = $4, secret_sealed = $5, \
-             algorithm = $6, key_id = $7, scope = $8, sync_every_secs = $10, ca_certificates = $11",
-        )
-        .bind(tenant.to_string())
-        .bind(c.endpoint_id.clone())
-        .bind(c.auth.clone())
-        .bind(c.client_id.clone())
-        .bind(c.secret_sealed.clone())
-        .bind(c.algorithm.clone())
-        .bind(c.key_id.clone())
-        .bind(c.scope.clone())
-        .bind(c.created_at)
-        .bind(c.sync_every_secs)
-        .bind(c.ca_certificates.clone())
-        .execute(&self.writes)
-        .await?;
-        Ok(())
-    }
-
     async fn ehr_connections(&self, tenant: &TenantId) -> StoreResult<Vec<EhrConnection>> {
         let rows = sqlx::query::<DB>(
             "SELECT endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, created_at, sync_every_secs, \
@@ -1178,6 +1155,29 @@ where
             Some(row) => row.try_get(0)?,
             None => 0,
         })
+    }
+
+    async fn put_ehr_connection(&mut self, c: &EhrConnection) -> StoreResult<()> {
+        sqlx::query::<DB>(
+            "INSERT INTO ehr_connections (tenant, endpoint_id, auth, client_id, secret_sealed, algorithm, key_id, scope, \
+             created_at, sync_every_secs, ca_certificates) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (tenant, endpoint_id) DO UPDATE SET auth = $3, client_id = $4, secret_sealed = $5, \
+             algorithm = $6, key_id = $7, scope = $8, sync_every_secs = $10, ca_certificates = $11",
+        )
+        .bind(self.tenant.clone())
+        .bind(c.endpoint_id.clone())
+        .bind(c.auth.clone())
+        .bind(c.client_id.clone())
+        .bind(c.secret_sealed.clone())
+        .bind(c.algorithm.clone())
+        .bind(c.key_id.clone())
+        .bind(c.scope.clone())
+        .bind(c.created_at)
+        .bind(c.sync_every_secs)
+        .bind(c.ca_certificates.clone())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn set_audit_indexed_position(&mut self, seq: i64) -> StoreResult<()> {
