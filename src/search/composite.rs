@@ -219,19 +219,7 @@ fn on_side(condition: &str, side: usize) -> String {
 
 /// `a$b` into its parts, `\$` a literal dollar sign.
 fn split_components(value: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'$') => {
-                parts.last_mut().expect("never empty").push('$');
-                chars.next();
-            }
-            '$' => parts.push(String::new()),
-            c => parts.last_mut().expect("never empty").push(c),
-        }
-    }
-    parts
+    super::split_unescaped(value, '$')
 }
 
 #[cfg(test)]

@@ -226,6 +226,25 @@ fn fold_accent(c: char) -> char {
     }
 }
 
+/// `value` split at each `separator` not escaped by a backslash (`\,` is a literal comma in a
+/// list of alternatives, `\$` a literal dollar in a composite value).
+pub fn split_unescaped(value: &str, separator: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        let part = parts.last_mut().expect("never empty");
+        match c {
+            '\\' if chars.peek() == Some(&separator) => {
+                part.push(separator);
+                chars.next();
+            }
+            c if c == separator => parts.push(String::new()),
+            c => part.push(c),
+        }
+    }
+    parts
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")

@@ -980,19 +980,7 @@ fn sort_by_parameters(resource_type: &str, keys: &str) -> Result<Sort, FhirError
 
 /// Comma-separated alternatives, with `\,` for a literal comma.
 fn split_or(value: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&',') => {
-                parts.last_mut().unwrap().push(',');
-                chars.next();
-            }
-            ',' => parts.push(String::new()),
-            c => parts.last_mut().unwrap().push(c),
-        }
-    }
-    parts
+    super::split_unescaped(value, ',')
 }
 
 #[cfg(test)]
