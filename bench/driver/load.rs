@@ -76,6 +76,8 @@ pub struct LoadResult {
     pub statuses: BTreeMap<String, u64>,
     pub first_errors: Vec<String>,
     pub max_rss_kb: Option<u64>,
+    /// CPU time (user and system) the Kiln process used in the measured window, in µs.
+    pub kiln_cpu_micros: Option<u64>,
     /// Per-tag (successful requests, errors, latency) of tagged requests.
     pub by_tag: BTreeMap<&'static str, TagStats>,
 }
@@ -148,6 +150,14 @@ pub async fn run(client: &Client, base: &str, workload: Workload, cfg: &LoadConf
     let errors =
         Arc::new(ErrorLog { seen: AtomicUsize::new(0), keep: cfg.show_errors, bodies: Mutex::new(Vec::new()) });
     let rss = cfg.kiln_pid.map(RssSampler::start);
+    let cpu = cfg.kiln_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let from = cpu_micros(pid)?;
+            tokio::time::sleep_until(end.into()).await;
+            Some(cpu_micros(pid)?.saturating_sub(from))
+        })
+    });
     let mut tasks = Vec::with_capacity(cfg.concurrency);
     for worker in 0..cfg.concurrency {
         let client = client.clone();
@@ -227,6 +237,10 @@ pub async fn run(client: &Client, base: &str, workload: Workload, cfg: &LoadConf
         Some(r) => r.stop().await,
         None => None,
     };
+    let kiln_cpu_micros = match cpu {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
     let first_errors = std::mem::take(&mut *errors.bodies.lock().unwrap());
     LoadResult {
         requests: total.requests,
@@ -238,6 +252,7 @@ pub async fn run(client: &Client, base: &str, workload: Workload, cfg: &LoadConf
         statuses: total.statuses,
         first_errors,
         max_rss_kb,
+        kiln_cpu_micros,
         by_tag: total.by_tag,
     }
 }
@@ -293,9 +308,52 @@ impl RssSampler {
     }
 }
 
+/// CPU time (user and system) a process has used so far, in µs, from /proc/PID/stat. Its
+/// unit is USER_HZ, which Linux reports as 100 per second on every architecture.
+pub fn cpu_micros(pid: u32) -> Option<u64> {
+    cpu_micros_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn cpu_micros_of(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces: count the fields after its parenthesis, which
+    // begin with field 3. utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000)
+}
+
 /// VmRSS of `pid` from /proc/PID/status, in kB.
 pub fn vm_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_after_a_command_name_with_spaces() {
+        // Fields 14 and 15 (utime 250, stime 50 ticks) of a process named "kiln (x) y".
+        let stat = "4242 (kiln (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0";
+        assert_eq!(cpu_micros_of(stat), Some(3_000_000));
+        assert_eq!(cpu_micros_of("4242 (kiln) S 1"), None);
+    }
+
+    #[test]
+    fn the_cpu_time_of_this_process_grows_as_it_works() {
+        let pid = std::process::id();
+        let before = cpu_micros(pid).expect("this process's /proc/PID/stat");
+        let started = Instant::now();
+        let mut work = 0u64;
+        // Busy until a tick (10 ms of CPU) is counted, however shared the machine; a reading
+        // that never grows fails after 10 s.
+        while cpu_micros(pid).expect("read again") == before && started.elapsed() < Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                work = std::hint::black_box(work.wrapping_add(1));
+            }
+        }
+        assert!(cpu_micros(pid).expect("read again") > before);
+    }
 }

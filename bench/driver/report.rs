@@ -38,6 +38,10 @@ pub struct Measured {
     /// Largest VmRSS of the Kiln process seen while this ran (`--kiln-pid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rss_mb: Option<f64>,
+    /// CPU time of the Kiln process per successful request (per resource for ingest), in µs:
+    /// steadier than the rate on a machine shared with the load generator (`--kiln-pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kiln_cpu_us: Option<f64>,
     /// Per kind of request, for the mixed workload.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub breakdown: std::collections::BTreeMap<String, Part>,
@@ -93,6 +97,7 @@ impl Measured {
             error_statuses: r.statuses.clone(),
             first_errors: r.first_errors.clone(),
             max_rss_mb: r.max_rss_kb.map(|kb| kb as f64 / 1024.0),
+            kiln_cpu_us: r.kiln_cpu_micros.filter(|_| ok > 0).map(|micros| micros as f64 / ok as f64),
             breakdown,
         }
     }
@@ -230,7 +235,7 @@ pub fn table(rows: &[(String, ScenarioResult)], labelled: bool) -> String {
     let lab = |l: &str| if labelled { format!("{l:<9}") } else { String::new() };
     let _ = writeln!(
         out,
-        "{}{:<13}{:>9}{:>7}{:>10} {:<6}{:>8}{:>8}{:>8}{:>8}{:>11}{:>7}{:>8}",
+        "{}{:<13}{:>9}{:>7}{:>10} {:<6}{:>8}{:>8}{:>8}{:>8}{:>11}{:>7}{:>8}{:>8}",
         lab("backend"),
         "scenario",
         "requests",
@@ -243,7 +248,8 @@ pub fn table(rows: &[(String, ScenarioResult)], labelled: bool) -> String {
         "max ms",
         "limit/s",
         "ratio",
-        "RSS MB"
+        "RSS MB",
+        "CPU µs"
     );
     for (label, r) in rows {
         let Some(k) = &r.kiln else {
@@ -254,9 +260,10 @@ pub fn table(rows: &[(String, ScenarioResult)], labelled: bool) -> String {
         let limit = r.baseline.as_ref().map_or("-".into(), |b| num(b.throughput));
         let ratio = r.ratio.map_or("-".into(), |x| if x >= 0.1 { format!("{x:.2}") } else { format!("{x:.3}") });
         let rss = k.max_rss_mb.map_or("-".into(), |m| format!("{m:.0}"));
+        let cpu = k.kiln_cpu_us.map_or("-".into(), |us| format!("{us:.0}"));
         let _ = writeln!(
             out,
-            "{}{:<13}{:>9}{:>7}{:>10} {:<6}{:>8}{:>8}{:>8}{:>8}{:>11}{:>7}{:>8}",
+            "{}{:<13}{:>9}{:>7}{:>10} {:<6}{:>8}{:>8}{:>8}{:>8}{:>11}{:>7}{:>8}{:>8}",
             lab(label),
             r.scenario,
             k.requests,
@@ -269,7 +276,8 @@ pub fn table(rows: &[(String, ScenarioResult)], labelled: bool) -> String {
             ms(k.latency.max_ms),
             limit,
             ratio,
-            rss
+            rss,
+            cpu
         );
         for (tag, p) in &k.breakdown {
             let _ = writeln!(
