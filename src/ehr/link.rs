@@ -13,7 +13,7 @@ use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::error::{FhirError, IssueType};
 use crate::fhir::json::ResourceBody;
-use crate::rest::operation::OperationInput;
+use crate::rest::operation::{NoQueryParameters, OperationInput};
 use crate::rest::{FhirBody, WriteMode, integrity, live, logical_id, resource_type, store_resource};
 
 /// The lowest score that may link: family name and birth date agree.
@@ -79,6 +79,7 @@ pub async fn ehr_link(
     principal: Principal,
     origin: crate::audit::event::Origin,
     Path((type_name, id)): Path<(String, String)>,
+    _: NoQueryParameters,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;

@@ -17,7 +17,7 @@ use crate::access::Principal;
 use crate::access::policy::{self, Interaction, Restriction};
 use crate::app::AppState;
 use crate::error::{FhirError, Issue, IssueType};
-use crate::rest::operation::OperationInput;
+use crate::rest::operation::{NoQueryParameters, OperationInput};
 use crate::rest::{FhirBody, WriteMode, integrity, live, logical_id, resource_type, store_resource};
 
 /// Most pages followed in one pull.
@@ -106,6 +106,7 @@ pub async fn ehr_pull(
     principal: Principal,
     origin: crate::audit::event::Origin,
     Path((type_name, id)): Path<(String, String)>,
+    _: NoQueryParameters,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;

@@ -16,7 +16,7 @@ use crate::access::policy::{self, Interaction};
 use crate::app::AppState;
 use crate::audit::event::{self, Actor, Kind, Origin, Outcome};
 use crate::error::{FhirError, Issue, IssueType};
-use crate::rest::operation::OperationInput;
+use crate::rest::operation::{NoQueryParameters, OperationInput};
 use crate::rest::{FhirBody, QueryParams, live, logical_id, resource_type};
 use crate::search::query::compile;
 
@@ -49,6 +49,7 @@ pub async fn ehr_push(
     principal: Principal,
     origin: Origin,
     Path((type_name, id)): Path<(String, String)>,
+    _: NoQueryParameters,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;

@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::audit::event::Origin;
 use crate::error::{FhirError, IssueType};
 use crate::fhir::FHIR_JSON;
-use crate::rest::operation::OperationInput;
+use crate::rest::operation::{NoQueryParameters, OperationInput};
 use crate::rest::{FhirBody, live, logical_id, resource_type};
 
 /// The parameters `$ehr-register` takes.
@@ -48,6 +48,7 @@ pub async fn ehr_register(
     State(state): State<AppState>,
     principal: Principal,
     Path(type_name): Path<String>,
+    _: NoQueryParameters,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     only_on_endpoint(&state, &type_name, "$ehr-register")?;
@@ -113,6 +114,7 @@ pub async fn ehr_test(
     principal: Principal,
     origin: Origin,
     Path((type_name, id)): Path<(String, String)>,
+    _: NoQueryParameters,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     only_on_endpoint(&state, &type_name, "$ehr-test")?;

@@ -1,12 +1,29 @@
 //! What the operations (FHIR R4 operations.html) share: reading a `Parameters` body or a plain
-//! resource body, and answering a `Parameters` resource.
+//! resource body, refusing parameters in the URL of those that take none there, and answering a
+//! `Parameters` resource.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::error::{FhirError, Issue, IssueType};
 use crate::fhir::FHIR_JSON;
+
+/// The URL of an operation whose parameters, if it has any, come in a `Parameters` body: a
+/// query parameter other than `_format` and `_pretty` is refused (400, naming it) rather than
+/// silently ignored.
+pub struct NoQueryParameters;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQueryParameters {
+    type Rejection = FhirError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        super::QueryParams::parse(parts.uri.query()).only(&[])?;
+        Ok(NoQueryParameters)
+    }
+}
 
 /// An operation's input: the parameters of a `Parameters` body, or a single resource sent as
 /// the body (which operations such as `$validate` accept in place of a `resource` parameter).

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::operation::OperationInput;
+use super::operation::{NoQueryParameters, OperationInput};
 use super::{FhirBody, WriteMode, integrity, live, logical_id, resource_type, store_resource};
 use crate::access::Principal;
 use crate::access::policy::{self, Interaction};
@@ -227,6 +227,7 @@ pub async fn sign(
     State(state): State<AppState>,
     principal: Principal,
     Path((type_name, id)): Path<(String, String)>,
+    _: NoQueryParameters,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
@@ -260,6 +261,7 @@ pub async fn amend(
     State(state): State<AppState>,
     principal: Principal,
     Path((type_name, id)): Path<(String, String)>,
+    _: NoQueryParameters,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
@@ -324,10 +326,13 @@ pub async fn verify_signature(
     State(state): State<AppState>,
     principal: Principal,
     Path((type_name, id)): Path<(String, String)>,
+    _: NoQueryParameters,
+    FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
     let definition = resource_type(&state, &type_name)?;
     signable(&definition.name)?;
     let id = logical_id(&id)?;
+    OperationInput::read(&body)?.only(&[])?;
     principal.permit(&definition.name, Interaction::Read)?;
     principal.permit("Provenance", Interaction::Search)?;
     policy::ensure_visible(&state, &principal, &definition.name, id, Interaction::Read).await?;

@@ -337,7 +337,10 @@ async fn remotes_are_registered_tested_and_audited_through_the_rest_api(app: Tes
     let listed: Value = app.get("Endpoint?connection-type=hl7-fhir-rest").await.json().await.unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
 
-    // `$ehr-test`, as `kiln ehr test`.
+    // `$ehr-test`, as `kiln ehr test`. It takes no parameters: one in the URL is refused.
+    let with_parameter = app.get(&format!("Endpoint/{id}/$ehr-test?verbose=true")).await;
+    assert_eq!(with_parameter.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(with_parameter.text().await.unwrap().contains("'verbose'"));
     let (passed, checks) = rest_test(&app, &id).await;
     assert!(passed, "{checks}");
     assert!(checks.contains("Patient search yes") && checks.contains("token: granted \"system/*.rs\""), "{checks}");

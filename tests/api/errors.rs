@@ -149,6 +149,26 @@ async fn unknown_types_routes_methods_and_parameters(app: TestApp) {
     let id = app.create(&realistic_patient()).await;
     let body = expect_outcome(app.get(&format!("Patient/{id}?colour=blue")).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["issue"][0]["expression"][0], "colour");
+    // Operations whose parameters come in a Parameters body (or that take none) refuse one in
+    // the URL, naming it, before they look at anything else.
+    let operations = [
+        "Endpoint/$ehr-register",
+        "Endpoint/e1/$ehr-test",
+        "Patient/p1/$ehr-link",
+        "Patient/p1/$ehr-pull",
+        "Patient/p1/$ehr-push",
+        "Encounter/e1/$sign",
+        "Encounter/e1/$amend",
+        "Encounter/e1/$verify-signature",
+        "Patient/p1/$meta-add",
+        "Patient/p1/$meta-delete",
+    ];
+    for operation in operations {
+        let parameters = json!({"resourceType": "Parameters"});
+        let response = app.post(&format!("{operation}?colour=blue"), &parameters).await;
+        let body = expect_outcome(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(body["issue"][0]["expression"][0], "colour", "{operation}: {body}");
+    }
     let response = app.client.get(format!("{}/nothing-here", app.root)).send().await.unwrap();
     expect_outcome(response, StatusCode::NOT_FOUND).await;
 }

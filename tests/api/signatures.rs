@@ -81,6 +81,12 @@ async fn signed_encounters_are_locked_amended_and_verified(app: TestApp) {
 
     let verified: Value = doctor.get(url("$verify-signature")).send().await.unwrap().json().await.unwrap();
     assert_eq!(verified["parameter"][0]["valueBoolean"], true, "{verified}");
+    // The operation takes no parameters: one in the URL or in a body is named and refused.
+    let in_url = doctor.get(format!("{}?version=1", url("$verify-signature"))).send().await.unwrap();
+    let refused = expect_outcome(in_url, StatusCode::BAD_REQUEST).await;
+    assert_eq!(refused["issue"][0]["expression"][0], "version", "{refused}");
+    let in_body = parameters(json!([{"name": "version", "valueString": "1"}]));
+    expect_outcome(post(&doctor, url("$verify-signature"), &in_body).await, StatusCode::BAD_REQUEST).await;
 
     // An amendment needs a reason, makes version 2 and signs it.
     let no_reason =
