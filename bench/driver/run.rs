@@ -49,7 +49,8 @@ pub struct RunArgs {
     /// A `kiln-bench bulk-insert --out` JSON: the ingest scenario is reported as a ratio of its rows/s.
     #[arg(long)]
     pub ingest_baseline: Option<PathBuf>,
-    /// Sample VmRSS of this (local Kiln) process every second and report the maximum.
+    /// This local Kiln process: report its largest VmRSS (sampled every second) and its CPU time
+    /// per successful request over each measured window.
     #[arg(long)]
     pub kiln_pid: Option<u32>,
     /// A label for this run in the JSON and combined tables (e.g. the backend).
