@@ -51,8 +51,8 @@ pub fn canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// SHA-256 (hex) of the canonical form of an AuditEvent's JSON, without `meta` (which the store
-/// sets on the resource copy: version and time of the copy).
+/// SHA-256 (hex) of the canonical form of an AuditEvent's JSON, without `meta` (version 1 and the
+/// time recorded; copies made before events were logged with it had the time of the copy).
 pub fn content_hash(stored: &[u8]) -> Result<String, String> {
     let mut value: Value = serde_json::from_slice(stored).map_err(|e| format!("an AuditEvent is not JSON: {e}"))?;
     if let Value::Object(members) = &mut value {
@@ -127,8 +127,12 @@ pub async fn verify(store: &DynStore, tenant: &TenantId) -> Result<Verification,
             } else if content_hash(&row.logged)? != link.content_hash {
                 changed()
             } else {
+                // A copy's row holds no JSON of its own (its body is the log row's) unless it was
+                // made before events were logged with their `meta`, or someone wrote one into it.
                 match row.resource.as_deref().map(content_hash) {
-                    None if link.seq <= indexed => broken(format!("AuditEvent/{} is missing or deleted", link.id)),
+                    None if !row.copied && link.seq <= indexed => {
+                        broken(format!("AuditEvent/{} is missing or deleted", link.id))
+                    }
                     None => None,
                     Some(Err(e)) => broken(e),
                     Some(Ok(hash)) if hash != link.content_hash => changed(),

@@ -5,8 +5,9 @@
 //! Requests do not commit one event each: they hand their event to one background task that
 //! appends every event waiting at that moment in one transaction (group commit), so the cost of
 //! a commit is shared by all the requests that arrived during the previous one. The log row is
-//! all a request waits for; a second task copies new rows into AuditEvent resources (and the
-//! search index) in large batches, and any read of AuditEvents first brings that copy up to date.
+//! all a request waits for, and it is the AuditEvent as served (id, `meta` and all): a second
+//! task adds, in large batches, the resource and version rows (without a copy of the body) and
+//! the search index, and any read of AuditEvents first brings that up to date.
 
 pub mod chain;
 pub mod event;
@@ -14,11 +15,13 @@ pub mod middleware;
 pub mod report;
 
 use serde_json::Value;
+
+use crate::fhir::instant::{fhir_instant, now_micros, parse_range};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access::TenantId;
 use crate::fhir::registry::Registry;
-use crate::store::{AuditLink, Change, DynStore, WriteRequest};
+use crate::store::{AuditCopy, AuditLink, AuditRow, DynStore};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -52,11 +55,20 @@ struct PreparedEvent {
 }
 
 impl PreparedEvent {
+    /// The event as the AuditEvent resource it will be served as: its id, and the `meta` of
+    /// its one version (version 1, last updated when recorded). The log row is the resource's
+    /// body, so it is stored once; the hash covers the content, not the `meta`.
     fn new(event: Value) -> Result<PreparedEvent, String> {
         let id = crate::rest::new_id();
-        let event = with_id(event, &id);
-        let json = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+        let mut event = with_id(event, &id);
         let content_hash = chain::content_hash_of(&event);
+        if let Value::Object(members) = &mut event {
+            let recorded = members.get("recorded").cloned().unwrap_or_else(|| fhir_instant(now_micros()).into());
+            let meta = serde_json::json!({"versionId": "1", "lastUpdated": recorded});
+            let after_id = members.keys().position(|name| name == "id").map_or(0, |i| i + 1);
+            members.shift_insert(after_id, "meta".into(), meta);
+        }
+        let json = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
         Ok(PreparedEvent { id, json, content_hash })
     }
 }
@@ -288,12 +300,7 @@ pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant
         let mut rows = store.audit_links(tenant, position, INDEX_BATCH).await.map_err(|e| e.to_string())?;
         rows.retain(|row| row.link.seq <= target);
         let Some(last) = rows.last().map(|row| row.link.seq) else { return Ok(copied) };
-        let mut bodies = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (body, value) = crate::fhir::json::parse_resource(&row.logged).map_err(|e| e.to_string())?;
-            let index = crate::search::index_resource(registry, "AuditEvent", &value);
-            bodies.push((row.link.id.as_str(), body, index));
-        }
+        let copies = rows.iter().map(|row| copy_of(registry, row)).collect::<Result<Vec<_>, _>>()?;
         let prepared = started.elapsed();
         let mut transaction = store.begin(tenant).await.map_err(|e| e.to_string())?;
         transaction.lock("audit-index").await.map_err(|e| e.to_string())?;
@@ -301,17 +308,7 @@ pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant
             // Another node or command copied these meanwhile: read again from where it stopped.
             continue;
         }
-        let requests: Vec<WriteRequest<'_>> = bodies
-            .iter_mut()
-            .map(|(id, body, index)| {
-                let mut request = WriteRequest::new("AuditEvent", id, Change::Create(body));
-                // No links: an audit record must never keep a patient from being deleted, nor
-                // need what it names to exist.
-                request.index = std::mem::take(index);
-                request
-            })
-            .collect();
-        transaction.write_batch(&requests).await.map_err(|e| e.error.to_string())?;
+        transaction.insert_audit_copies(&copies).await.map_err(|e| e.to_string())?;
         transaction.set_audit_indexed_position(last).await.map_err(|e| e.to_string())?;
         transaction.commit().await.map_err(|e| e.to_string())?;
         tracing::debug!(
@@ -322,6 +319,24 @@ pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant
         );
         copied += rows.len() as u64;
     }
+}
+
+/// The AuditEvent resource of a log row. A row logged with its `meta` is the resource's body:
+/// the copy holds no JSON, only the index rows. A row logged before events carried a `meta`
+/// is copied with one (version 1, the time of the copy), as such rows always were.
+fn copy_of(registry: &'static Registry, row: &AuditRow) -> Result<AuditCopy, String> {
+    let id = row.link.id.clone();
+    let (body, value) = crate::fhir::json::parse_resource(&row.logged).map_err(|e| e.to_string())?;
+    let index = crate::search::index_resource(registry, "AuditEvent", &value);
+    let logged_meta_time = value.pointer("/meta/lastUpdated").and_then(Value::as_str).and_then(parse_range);
+    Ok(match logged_meta_time {
+        Some((last_updated, _)) => AuditCopy { id, last_updated, json: None, index },
+        None => {
+            let now = now_micros();
+            let json = Some(body.render(&id, 1, &fhir_instant(now)));
+            AuditCopy { id, last_updated: now, json, index }
+        }
+    })
 }
 
 /// Records a sign-in, sign-out or token event. These disclose no health data, so a failure to

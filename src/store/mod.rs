@@ -438,12 +438,24 @@ pub struct AuditLink {
 }
 
 /// A row of the audit log as verification reads it: the link, the JSON written before the
-/// response, and the AuditEvent resource's current JSON.
+/// response, whether the AuditEvent resource exists, and the JSON its row holds (none when its
+/// body is the log row's, as for every event logged with its `meta`).
 #[derive(Debug, Clone)]
 pub struct AuditRow {
     pub link: AuditLink,
     pub logged: Vec<u8>,
+    pub copied: bool,
     pub resource: Option<Vec<u8>>,
+}
+
+/// An AuditEvent resource made from a row of the audit log: its id, the time of its `meta`, the
+/// JSON its row holds (`None`: its body is the log row's) and its search-index rows.
+#[derive(Debug, Clone)]
+pub struct AuditCopy {
+    pub id: String,
+    pub last_updated: i64,
+    pub json: Option<Vec<u8>>,
+    pub index: Vec<IndexRow>,
 }
 
 /// What `$meta` reports for a type or the whole system.
@@ -501,6 +513,10 @@ pub trait StoreTransaction: Send {
     /// Appends rows (a link and the event's JSON) to the tenant's audit log (the table refuses
     /// changes to existing rows).
     async fn append_audit_log(&mut self, rows: &[(AuditLink, Vec<u8>)]) -> StoreResult<()>;
+    /// Adds AuditEvent resources made from audit log rows: all new (the log never repeats an
+    /// id), version 1, without links (an audit record must never keep what it names from being
+    /// deleted, nor need it to exist).
+    async fn insert_audit_copies(&mut self, copies: &[AuditCopy]) -> StoreResult<()>;
     /// How far the audit log has been copied into resources, and recording a new position.
     async fn audit_indexed_position(&mut self) -> StoreResult<i64>;
     async fn set_audit_indexed_position(&mut self, seq: i64) -> StoreResult<()>;

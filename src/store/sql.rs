@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    AuditLink, AuditRow, BatchError, Change, CurrentRow, EhrConnection, EhrSyncJob, HistoryFilter, HistoryScope, Link,
-    MetaInUse, Store, StoreError, StoreResult, StoreTransaction, StoredVersion, VersionRecord, WriteMethod,
-    WriteOutcome, WritePlan, WriteRequest, plan_write,
+    AuditCopy, AuditLink, AuditRow, BatchError, Change, CurrentRow, EhrConnection, EhrSyncJob, HistoryFilter,
+    HistoryScope, Link, MetaInUse, Store, StoreError, StoreResult, StoreTransaction, StoredVersion, VersionRecord,
+    WriteMethod, WriteOutcome, WritePlan, WriteRequest, plan_write,
 };
 use crate::access::TenantId;
 use crate::fhir::instant::{fhir_instant, now_micros};
@@ -63,10 +63,42 @@ pub struct SqlStore<DB: Database> {
     pub(super) writes_since_analyze: Arc<AtomicU64>,
 }
 
-const SELECT_CURRENT: &str =
+/// The JSON of the `resources` or `resource_versions` row `alias`. An AuditEvent copied from the
+/// audit log keeps none: its body is its log row's, stored once (see [`StoreTransaction::
+/// insert_audit_copies`]). Only readers see the log (on SQLite it is in a file the writer does
+/// not attach), so statements run by a writer read `json` alone.
+macro_rules! body_of {
+    ($alias:literal) => {
+        concat!(
+            "COALESCE(",
+            $alias,
+            ".json, (SELECT l.json FROM audit_log l WHERE ",
+            $alias,
+            ".type = 'AuditEvent' \
+             AND NOT ",
+            $alias,
+            ".deleted AND l.tenant = ",
+            $alias,
+            ".tenant AND l.id = ",
+            $alias,
+            ".id))"
+        )
+    };
+}
+
+const SELECT_CURRENT: &str = concat!(
+    "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, ",
+    body_of!("r"),
+    " FROM resources r WHERE r.tenant = $1 AND r.type = $2 AND r.id = $3"
+);
+/// [`SELECT_CURRENT`] inside a write transaction (see [`body_of`]).
+const SELECT_CURRENT_FOR_CHANGE: &str =
     "SELECT type, id, version, last_updated, deleted, json FROM resources WHERE tenant = $1 AND type = $2 AND id = $3";
-const SELECT_VERSION: &str = "SELECT type, id, version, last_updated, deleted, json, method, seq FROM resource_versions \
-     WHERE tenant = $1 AND type = $2 AND id = $3 AND version = $4";
+const SELECT_VERSION: &str = concat!(
+    "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, ",
+    body_of!("v"),
+    ", v.method, v.seq FROM resource_versions v WHERE v.tenant = $1 AND v.type = $2 AND v.id = $3 AND v.version = $4"
+);
 const INSERT_CURRENT: &str = "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING version";
 const UPDATE_CURRENT: &str = "UPDATE resources SET version = $4, last_updated = $5, deleted = $6, json = $7 \
@@ -159,9 +191,11 @@ where
         filter: &HistoryFilter,
     ) -> StoreResult<Vec<VersionRecord>> {
         // Conditions are fixed text; every value is bound.
-        let mut sql = String::from(
-            "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.json, v.method, v.seq FROM resource_versions v WHERE v.tenant = $1",
-        );
+        let mut sql = String::from(concat!(
+            "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, ",
+            body_of!("v"),
+            ", v.method, v.seq FROM resource_versions v WHERE v.tenant = $1"
+        ));
         let mut next = 2;
         let mut placeholder = || {
             let p = format!("${next}");
@@ -214,8 +248,9 @@ where
     ) -> StoreResult<Vec<VersionRecord>> {
         let (conditions, args) = query.paged_conditions();
         let sql = format!(
-            "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.json FROM resources r \
+            "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, {} FROM resources r \
              WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted{conditions} ORDER BY {} LIMIT {} OFFSET {}",
+            body_of!("r"),
             query.fetch_order(),
             u64::from(query.count) + 1,
             Cursor::offset(query.cursor.as_ref()),
@@ -266,9 +301,10 @@ where
                 // Driven by the sources' reference rows: as a correlated EXISTS, SQLite probed every
                 // resource of the clinic (seconds on a million resources).
                 format!(
-                    "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.json FROM resources r WHERE r.tenant = $1 \
+                    "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, {} FROM resources r WHERE r.tenant = $1 \
                      AND NOT r.deleted AND (r.type, r.id) IN (SELECT x.target_type, x.target_id FROM search_reference x \
                      WHERE x.tenant = $1 AND x.type = {source_type} AND x.id IN ({}){filters}) LIMIT {limit}",
+                    body_of!("r"),
                     ids.join(", ")
                 )
             }
@@ -287,9 +323,10 @@ where
                 // Driven by the reference rows that name the sources, one index lookup per
                 // source (a row-value IN over them made SQLite scan the parameter's rows).
                 format!(
-                    "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.json FROM resources r WHERE r.tenant = $1 \
+                    "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, {} FROM resources r WHERE r.tenant = $1 \
                      AND r.type = {source_type} AND NOT r.deleted AND r.id IN (SELECT x.id FROM search_reference x WHERE \
                      x.tenant = $1 AND x.type = {source_type}{filters} AND ({})) LIMIT {limit}",
+                    body_of!("r"),
                     targets.join(" OR ")
                 )
             }
@@ -364,8 +401,8 @@ where
 
     async fn audit_links(&self, tenant: &TenantId, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
         let rows = sqlx::query::<DB>(
-            "SELECT l.seq, l.id, l.content_hash, l.prev_hash, l.hash, l.json, r.json FROM audit_log l \
-             LEFT JOIN resources r ON r.tenant = l.tenant AND r.type = 'AuditEvent' AND r.id = l.id \
+            "SELECT l.seq, l.id, l.content_hash, l.prev_hash, l.hash, l.json, r.json, r.id FROM audit_log l \
+             LEFT JOIN resources r ON r.tenant = l.tenant AND r.type = 'AuditEvent' AND r.id = l.id AND NOT r.deleted \
              WHERE l.tenant = $1 AND l.seq > $2 ORDER BY l.seq LIMIT $3",
         )
         .bind(tenant.to_string())
@@ -378,6 +415,7 @@ where
                 Ok(AuditRow {
                     link: audit_link(row)?,
                     logged: row.try_get(5)?,
+                    copied: row.try_get::<Option<String>, _>(7)?.is_some(),
                     resource: row.try_get::<Option<Vec<u8>>, _>(6)?,
                 })
             })
@@ -730,7 +768,7 @@ where
     }
 
     async fn read_current(&mut self, resource_type: &str, id: &str) -> StoreResult<Option<VersionRecord>> {
-        let row = sqlx::query::<DB>(SELECT_CURRENT)
+        let row = sqlx::query::<DB>(SELECT_CURRENT_FOR_CHANGE)
             .bind(self.tenant.clone())
             .bind(resource_type.to_string())
             .bind(id.to_string())
@@ -1177,6 +1215,53 @@ where
         .bind(c.ca_certificates.clone())
         .execute(&mut *self.tx)
         .await?;
+        Ok(())
+    }
+
+    async fn insert_audit_copies(&mut self, copies: &[AuditCopy]) -> StoreResult<()> {
+        // Without the general write path's reads of current rows and its RETURNING clauses:
+        // a copied id is new by construction, and nothing waits for the versions' positions.
+        for chunk in copies.chunks(RESOURCE_ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json) VALUES {}",
+                value_tuples::<DB>(chunk.len(), 7)
+            );
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+            for copy in chunk {
+                statement = statement
+                    .bind(self.tenant.clone())
+                    .bind("AuditEvent".to_string())
+                    .bind(copy.id.clone())
+                    .bind(1_i64)
+                    .bind(copy.last_updated)
+                    .bind(false)
+                    .bind(copy.json.clone());
+            }
+            statement.execute(&mut *self.tx).await?;
+            let sql = format!(
+                "INSERT INTO resource_versions (tenant, type, id, version, last_updated, deleted, method, json) VALUES {}",
+                value_tuples::<DB>(chunk.len(), 8)
+            );
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+            for copy in chunk {
+                statement = statement
+                    .bind(self.tenant.clone())
+                    .bind("AuditEvent".to_string())
+                    .bind(copy.id.clone())
+                    .bind(1_i64)
+                    .bind(copy.last_updated)
+                    .bind(false)
+                    .bind(WriteMethod::Create.http_method().to_string())
+                    .bind(copy.json.clone());
+            }
+            statement.execute(&mut *self.tx).await?;
+        }
+        let rows: Vec<(&str, &str, &IndexRow)> = copies
+            .iter()
+            .flat_map(|copy| copy.index.iter().map(move |row| ("AuditEvent", copy.id.as_str(), row)))
+            .collect();
+        self.insert_index_rows(&rows).await?;
+        self.writes += copies.len() as u64;
         Ok(())
     }
 

@@ -174,6 +174,78 @@ async fn tamper(app: &TestApp, id: &str, json: Vec<u8>) {
     }
 }
 
+/// Runs one statement on the main database directly (the resources, not the log), answering
+/// the first column of its first row as a number.
+async fn main_database(app: &TestApp, sql: &'static str, id: &str) -> i64 {
+    use sqlx::Row;
+    if app.database_url.starts_with("sqlite://") {
+        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+        let row = sqlx::query(sql).bind(id).fetch_optional(&pool).await.unwrap();
+        pool.close().await;
+        row.map_or(0, |row| row.get(0))
+    } else {
+        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+        let row = sqlx::query(sql).bind(id).fetch_optional(&pool).await.unwrap();
+        pool.close().await;
+        row.map_or(0, |row| row.get(0))
+    }
+}
+
+/// An AuditEvent's body is its log row, stored once: the resource and version rows hold none,
+/// and read, vread, history, search and _revinclude all serve the logged event with its `meta`.
+async fn each_event_is_stored_once_and_served_whole_on_every_path(app: TestApp) {
+    let (patient, observation) = patient_with_observation(&app).await;
+    app.get(&format!("Observation/{observation}")).await;
+    let event = search(&app, &format!("AuditEvent?entity=Observation/{observation}&subtype=read")).await.remove(0);
+    let id = event["id"].as_str().unwrap().to_string();
+    assert_eq!(event["meta"]["versionId"], "1", "{event}");
+    assert_eq!(event["meta"]["lastUpdated"], event["recorded"], "{event}");
+
+    let read = app.get(&format!("AuditEvent/{id}")).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(read.headers()["etag"], "W/\"1\"");
+    assert_eq!(read.json::<Value>().await.unwrap(), event);
+    let vread: Value = app.get(&format!("AuditEvent/{id}/_history/1")).await.json().await.unwrap();
+    assert_eq!(vread, event);
+    let history: Value = app.get(&format!("AuditEvent/{id}/_history")).await.json().await.unwrap();
+    assert_eq!(history["entry"][0]["resource"], event, "{history}");
+    let type_history: Value = app.get("AuditEvent/_history?_count=100").await.json().await.unwrap();
+    let listed = type_history["entry"].as_array().unwrap().iter().any(|e| e["resource"] == event);
+    assert!(listed, "{type_history}");
+    let included: Value = app
+        .get(&format!("Patient?_id={patient}&_revinclude=AuditEvent:patient&_count=100"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let revincluded = included["entry"].as_array().unwrap().iter().any(|e| e["resource"] == event);
+    assert!(revincluded, "{included}");
+    let since: Value = app
+        .get(&format!("AuditEvent?_id={id}&_lastUpdated={}", event["recorded"].as_str().unwrap().replace('+', "%2B")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(since["entry"][0]["resource"], event, "_lastUpdated is the time recorded: {since}");
+
+    let stored = "SELECT COUNT(*) FROM resources WHERE tenant = 'test-clinic' AND type = 'AuditEvent' AND id = $1 \
+                  AND json IS NULL";
+    assert_eq!(main_database(&app, stored, &id).await, 1, "the resource row holds no copy of the body");
+    let versions = "SELECT COUNT(*) FROM resource_versions WHERE tenant = 'test-clinic' AND type = 'AuditEvent' \
+                    AND id = $1 AND json IS NULL";
+    assert_eq!(main_database(&app, versions, &id).await, 1, "nor does its version row");
+
+    // Marking the resource deleted behind the server's back is caught like any other edit.
+    let tenant = kiln::access::TenantId::parse("test-clinic").unwrap();
+    assert_eq!(kiln::audit::chain::verify(&app.state.store, &tenant).await.unwrap().broken, None);
+    let hide = "UPDATE resources SET deleted = NOT deleted WHERE tenant = 'test-clinic' AND type = 'AuditEvent' \
+                AND id = $1 RETURNING CAST(1 AS BIGINT)";
+    assert_eq!(main_database(&app, hide, &id).await, 1);
+    let broken = kiln::audit::chain::verify(&app.state.store, &tenant).await.unwrap().broken.expect("caught");
+    assert_eq!(broken.id, id);
+    assert!(broken.reason.contains("missing or deleted"), "{}", broken.reason);
+}
+
 fn kiln_command(app: &TestApp, args: &[&str]) -> std::process::Output {
     crate::helpers::kiln_cli(app, args, &[])
 }
@@ -297,6 +369,7 @@ crate::on_both_backends!(
     refused_requests_are_audited_too,
     the_audit_trail_cannot_be_changed_through_any_path,
     tampering_with_a_stored_event_is_caught,
+    each_event_is_stored_once_and_served_whole_on_every_path,
     two_nodes_writing_at_once_keep_one_unbroken_chain,
     sign_ins_tokens_and_a_patients_accounting_of_disclosures,
 );
