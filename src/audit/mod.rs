@@ -356,3 +356,54 @@ pub async fn record_auth_event(
         tracing::error!(error = %e, "an authentication event could not be audited");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(logged: &Value) -> AuditRow {
+        let link = AuditLink {
+            seq: 1,
+            id: "e1".into(),
+            content_hash: String::new(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        AuditRow { link, logged: serde_json::to_vec(logged).unwrap(), copied: false, resource: None }
+    }
+
+    #[test]
+    fn an_event_is_logged_as_the_resource_it_is_served_as() {
+        let event = serde_json::json!({"resourceType": "AuditEvent", "recorded": "2026-12-01T05:47:03.170108Z",
+                                       "action": "R"});
+        let prepared = PreparedEvent::new(event.clone()).unwrap();
+        let logged: Value = serde_json::from_slice(&prepared.json).unwrap();
+        let names: Vec<&str> = logged.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(names, ["resourceType", "id", "meta", "recorded", "action"]);
+        assert_eq!(logged["meta"], serde_json::json!({"versionId": "1", "lastUpdated": "2026-12-01T05:47:03.170108Z"}));
+        assert_eq!(prepared.content_hash, chain::content_hash(&prepared.json).unwrap(), "the hash leaves meta out");
+        assert_eq!(prepared.content_hash, chain::content_hash_of(&with_id(event, &prepared.id)));
+    }
+
+    #[test]
+    fn a_copy_holds_no_body_unless_its_log_row_predates_meta() {
+        let registry = Registry::global();
+        let current = serde_json::json!({"resourceType": "AuditEvent", "id": "e1",
+            "meta": {"versionId": "1", "lastUpdated": "2026-12-01T05:47:03.170108Z"},
+            "recorded": "2026-12-01T05:47:03.170108Z", "action": "R"});
+        let copy = copy_of(registry, &row(&current)).unwrap();
+        assert_eq!(copy.json, None);
+        assert_eq!(fhir_instant(copy.last_updated), "2026-12-01T05:47:03.170108Z");
+        assert!(!copy.index.is_empty(), "indexed all the same");
+
+        let older = serde_json::json!({"resourceType": "AuditEvent", "id": "e1",
+                                       "recorded": "2026-12-01T05:47:03.170108Z", "action": "R"});
+        let before = now_micros();
+        let copy = copy_of(registry, &row(&older)).unwrap();
+        assert!(copy.last_updated >= before, "the time of the copy");
+        let body: Value = serde_json::from_slice(copy.json.as_deref().expect("a body of its own")).unwrap();
+        assert_eq!(body["meta"]["versionId"], "1");
+        assert_eq!(body["meta"]["lastUpdated"], fhir_instant(copy.last_updated));
+        assert_eq!(body["action"], "R");
+    }
+}
