@@ -59,7 +59,7 @@ impl AppState {
         crate::sensitive::rotate::reseal_credentials(&store, &sensitive, true).await.map_err(StartupError::Config)?;
         let auth = Arc::new(crate::auth::AuthServer::open(&store, &base_url, sensitive.clone()).await?);
         let audit = if settings.audit {
-            crate::audit::Auditor::start(store.clone(), registry)
+            crate::audit::Auditor::start(store.clone(), registry, settings.audit_copy_backlog)
         } else {
             crate::audit::Auditor::disabled()
         };

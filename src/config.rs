@@ -53,6 +53,9 @@ pub struct Settings {
     pub client_jwks_from_private_addresses: bool,
     /// Records every access in the audit trail. Off only to measure what auditing costs.
     pub audit: bool,
+    /// Most audit log rows the searchable copy may lag behind before requests wait for it
+    /// (0: no limit).
+    pub audit_copy_backlog: u64,
     /// Lifetime of access tokens (at most an hour).
     pub access_token_lifetime_secs: i64,
     /// Lifetime of refresh tokens; each use rotates the token and restarts the clock.
@@ -188,6 +191,7 @@ impl Settings {
             .set_default("client_credentials_with_secret", false)?
             .set_default("client_jwks_from_private_addresses", false)?
             .set_default("audit", true)?
+            .set_default("audit_copy_backlog", 10_000)?
             .set_default("access_token_lifetime_secs", 3600)?
             .set_default("refresh_token_lifetime_secs", 30 * 24 * 3600)?
             .set_default("session_lifetime_secs", 8 * 3600)?

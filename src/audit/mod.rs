@@ -37,6 +37,9 @@ const INDEX_BATCH: u32 = 500;
 /// How long new log rows may wait before they are copied into resources (reads of AuditEvents
 /// do not wait for it: they bring the copy up to date first).
 const INDEX_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Longest a batch of events waits for the copy to catch up before it is written anyway: the
+/// copy may be another node's, whose progress this process sees only when it reads it.
+const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An event waiting to be written, and who waits for it. The event is serialised and hashed by
 /// the request that records it, in parallel with the others: the one writer task only chains
@@ -89,11 +92,82 @@ struct Indexing {
     /// One copy at a time in this process (other nodes are kept out by the lock `audit-index`).
     running: tokio::sync::Mutex<()>,
     wake: tokio::sync::Notify,
+    /// Most log rows a tenant's copy may lag behind this process's appends (0: no limit).
+    backlog_limit: i64,
+    /// Per tenant: the last row this process appended, and how far the copy was last seen.
+    positions: std::sync::Mutex<std::collections::HashMap<TenantId, Positions>>,
+    /// Signalled whenever the copy moves on.
+    copied_some: tokio::sync::Notify,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Positions {
+    logged: i64,
+    copied: Option<i64>,
+}
+
+impl Indexing {
+    fn note(&self, tenant: &TenantId, change: impl FnOnce(&mut Positions)) {
+        if let Ok(mut positions) = self.positions.lock() {
+            change(positions.entry(tenant.clone()).or_default());
+        }
+    }
+
+    fn note_copied(&self, tenant: &TenantId, seq: i64) {
+        self.note(tenant, |p| p.copied = Some(p.copied.map_or(seq, |copied| copied.max(seq))));
+        self.copied_some.notify_waiters();
+    }
+
+    /// How many rows the tenant's copy lags behind this process's appends (unknown until the
+    /// copy has run once).
+    fn backlog(&self, tenant: &TenantId) -> Option<i64> {
+        let positions = self.positions.lock().ok()?;
+        let p = positions.get(tenant)?;
+        Some(p.logged - p.copied?)
+    }
+
+    /// Whether some tenant's copy lags by more than half the limit: then it copies without
+    /// first waiting for more rows.
+    fn far_behind(&self) -> bool {
+        self.backlog_limit > 0
+            && self.positions.lock().is_ok_and(|positions| {
+                positions.values().any(|p| p.copied.is_some_and(|copied| p.logged - copied > self.backlog_limit / 2))
+            })
+    }
+
+    /// Holds the writer while the tenant's copy lags by more than the limit (at most
+    /// [`BACKLOG_WAIT`]). A copy that cannot keep up would otherwise fall behind without end
+    /// under a sustained load, and the next read of AuditEvents, which first brings the copy up
+    /// to date, would wait for all of it; so the requests that make the trail wait instead.
+    async fn wait_for_copy(&self, tenant: &TenantId) {
+        if self.backlog_limit <= 0 {
+            return;
+        }
+        let unknown = self.positions.lock().is_ok_and(|p| p.get(tenant).is_none_or(|p| p.copied.is_none()));
+        if unknown && let Ok(copied) = self.store.audit_indexed_position(tenant).await {
+            self.note_copied(tenant, copied);
+        }
+        let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
+        while self.backlog(tenant).is_some_and(|backlog| backlog > self.backlog_limit) {
+            self.wake.notify_one();
+            let progress = self.copied_some.notified();
+            if tokio::time::timeout_at(deadline, progress).await.is_err() {
+                tracing::warn!(tenant = %tenant, "the copy of the audit log is behind; writing on");
+                return;
+            }
+        }
+    }
+
+    /// [`index_pending`], recording the copy's progress as it goes.
+    async fn copy(&self, tenant: &TenantId) -> Result<u64, String> {
+        copy_pending(&self.store, self.registry, tenant, &|seq| self.note_copied(tenant, seq)).await
+    }
 }
 
 impl Auditor {
-    /// Starts the writer and the indexer tasks on the current runtime.
-    pub fn start(store: DynStore, registry: &'static Registry) -> Auditor {
+    /// Starts the writer and the indexer tasks on the current runtime. The writer waits while
+    /// a tenant's copy lags by more than `backlog_limit` rows (0: never).
+    pub fn start(store: DynStore, registry: &'static Registry, backlog_limit: u64) -> Auditor {
         let (queue, receiver) = mpsc::channel(8 * MAX_BATCH);
         let indexing = Arc::new(Indexing {
             store: store.clone(),
@@ -101,6 +175,9 @@ impl Auditor {
             behind: Default::default(),
             running: Default::default(),
             wake: Default::default(),
+            backlog_limit: i64::try_from(backlog_limit).unwrap_or(i64::MAX),
+            positions: Default::default(),
+            copied_some: Default::default(),
         });
         tokio::spawn(write_events(store, receiver, indexing.clone()));
         tokio::spawn(index_continuously(indexing.clone()));
@@ -139,7 +216,7 @@ impl Auditor {
             Err(_) => return,
         };
         for tenant in tenants {
-            if let Err(e) = index_pending(&indexing.store, indexing.registry, &tenant).await {
+            if let Err(e) = indexing.copy(&tenant).await {
                 tracing::error!(tenant = %tenant, error = %e, "audit events could not be indexed at shutdown");
             }
         }
@@ -153,7 +230,7 @@ impl Auditor {
         if let Ok(mut behind) = indexing.behind.lock() {
             behind.remove(tenant);
         }
-        index_pending(&indexing.store, indexing.registry, tenant).await?;
+        indexing.copy(tenant).await?;
         Ok(())
     }
 }
@@ -171,16 +248,21 @@ async fn write_events(store: DynStore, mut receiver: mpsc::Receiver<Pending>, in
             let (mine, rest): (Vec<Pending>, Vec<Pending>) = batch.drain(..).partition(|p| p.tenant == tenant);
             batch = rest;
             let events: Vec<&PreparedEvent> = mine.iter().map(|p| &p.event).collect();
+            indexing.wait_for_copy(&tenant).await;
             let started = std::time::Instant::now();
             let result = append(&store, &tenant, &events, &mut heads).await.map_err(|e| {
                 tracing::error!(tenant = %tenant, error = %e, "audit events could not be written");
                 format!("the audit trail could not be written: {e}")
             });
             tracing::debug!(events = mine.len(), micros = started.elapsed().as_micros() as u64, "audit batch written");
-            if result.is_ok()
-                && let Ok(mut behind) = indexing.behind.lock()
-            {
-                behind.insert(tenant.clone());
+            if result.is_ok() {
+                if let Ok(mut behind) = indexing.behind.lock() {
+                    behind.insert(tenant.clone());
+                }
+                if let Some((head, _)) = heads.get(&tenant) {
+                    let head = *head;
+                    indexing.note(&tenant, |p| p.logged = head);
+                }
             }
             for pending in mine {
                 let _ = pending.done.send(result.clone());
@@ -267,14 +349,16 @@ fn with_id(event: Value, id: &str) -> Value {
 async fn index_continuously(indexing: Arc<Indexing>) {
     loop {
         indexing.wake.notified().await;
-        tokio::time::sleep(INDEX_DELAY).await;
+        if !indexing.far_behind() {
+            tokio::time::sleep(INDEX_DELAY).await;
+        }
         let _running = indexing.running.lock().await;
         let tenants: Vec<TenantId> = match indexing.behind.lock() {
             Ok(mut behind) => behind.drain().collect(),
             Err(_) => continue,
         };
         for tenant in tenants {
-            if let Err(e) = index_pending(&indexing.store, indexing.registry, &tenant).await {
+            if let Err(e) = indexing.copy(&tenant).await {
                 tracing::error!(tenant = %tenant, error = %e, "audit events could not be indexed");
                 if let Ok(mut behind) = indexing.behind.lock() {
                     behind.insert(tenant);
@@ -288,6 +372,16 @@ async fn index_continuously(indexing: Arc<Indexing>) {
 /// a batch per transaction, under the lock `audit-index` so that nodes never copy a row twice.
 /// Answers how many rows were copied.
 pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant: &TenantId) -> Result<u64, String> {
+    copy_pending(store, registry, tenant, &|_| {}).await
+}
+
+/// [`index_pending`], telling `progress` each position of the copy it reads or writes.
+async fn copy_pending(
+    store: &DynStore,
+    registry: &'static Registry,
+    tenant: &TenantId,
+    progress: &(dyn Fn(i64) + Send + Sync),
+) -> Result<u64, String> {
     let mut copied = 0;
     // Only what is logged now: chasing rows logged while copying would keep the one SQLite
     // writer busy in small batches.
@@ -297,6 +391,7 @@ pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant
         // Read, parsed and indexed before the write transaction begins: on SQLite every
         // request's audit append waits while a transaction holds the one writer.
         let position = store.audit_indexed_position(tenant).await.map_err(|e| e.to_string())?;
+        progress(position);
         let mut rows = store.audit_links(tenant, position, INDEX_BATCH).await.map_err(|e| e.to_string())?;
         rows.retain(|row| row.link.seq <= target);
         let Some(last) = rows.last().map(|row| row.link.seq) else { return Ok(copied) };
@@ -311,6 +406,7 @@ pub async fn index_pending(store: &DynStore, registry: &'static Registry, tenant
         transaction.insert_audit_copies(&copies).await.map_err(|e| e.to_string())?;
         transaction.set_audit_indexed_position(last).await.map_err(|e| e.to_string())?;
         transaction.commit().await.map_err(|e| e.to_string())?;
+        progress(last);
         tracing::debug!(
             events = rows.len(),
             micros = started.elapsed().as_micros() as u64,

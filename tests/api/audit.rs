@@ -246,6 +246,44 @@ async fn each_event_is_stored_once_and_served_whole_on_every_path(app: TestApp) 
     assert!(broken.reason.contains("missing or deleted"), "{}", broken.reason);
 }
 
+/// A copy that falls behind holds new requests back: with a limit of 10, waves of 8 concurrent
+/// reads never leave the searchable copy more than the limit and one wave behind. (Without the
+/// limit the copy waits 0.2 s for more rows before it starts, and the whole burst is behind.)
+async fn a_copy_that_falls_behind_holds_new_requests_back(backend: crate::helpers::Backend) {
+    let limit = 10;
+    let Some(app) = TestApp::start_with(backend, |s| s.audit_copy_backlog = limit, |a| a).await else { return };
+    let (_, observation) = patient_with_observation(&app).await;
+    let path = format!("Observation/{observation}");
+    let tenant = kiln::access::TenantId::parse("test-clinic").unwrap();
+    let (waves, wave) = (25, 8);
+    let mut worst = 0;
+    for _ in 0..waves {
+        let reads = futures_util::future::join_all((0..wave).map(|_| app.get(&path))).await;
+        assert!(reads.iter().all(|read| read.status() == StatusCode::OK));
+        let logged = app.state.store.audit_head_seq(&tenant).await.unwrap();
+        let copied = app.state.store.audit_indexed_position(&tenant).await.unwrap();
+        worst = worst.max(logged - copied);
+    }
+    assert!(worst <= limit as i64 + wave, "the copy fell {worst} rows behind");
+    let counted: Value = app
+        .get(&format!("AuditEvent?entity=Observation/{observation}&subtype=read&_summary=count"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counted["total"], waves * wave, "every read is in the trail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_falls_behind_holds_new_requests_back_on_sqlite() {
+    a_copy_that_falls_behind_holds_new_requests_back(crate::helpers::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_falls_behind_holds_new_requests_back_on_postgres() {
+    a_copy_that_falls_behind_holds_new_requests_back(crate::helpers::Backend::Postgres).await;
+}
+
 fn kiln_command(app: &TestApp, args: &[&str]) -> std::process::Output {
     crate::helpers::kiln_cli(app, args, &[])
 }

@@ -55,6 +55,7 @@ pub fn settings(database_url: &str) -> Settings {
         client_credentials_with_secret: false,
         client_jwks_from_private_addresses: false,
         audit: true,
+        audit_copy_backlog: 10_000,
         access_token_lifetime_secs: 3600,
         refresh_token_lifetime_secs: 3600,
         session_lifetime_secs: 3600,
