@@ -40,6 +40,8 @@ const INDEX_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 /// Longest a batch of events waits for the copy to catch up before it is written anyway: the
 /// copy may be another node's, whose progress this process sees only when it reads it.
 const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the writer stops waiting for a copy that made no progress in a whole wait.
+const STALLED_COPY_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An event waiting to be written, and who waits for it. The event is serialised and hashed by
 /// the request that records it, in parallel with the others: the one writer task only chains
@@ -98,6 +100,8 @@ struct Indexing {
     positions: std::sync::Mutex<std::collections::HashMap<TenantId, Positions>>,
     /// Signalled whenever the copy moves on.
     copied_some: tokio::sync::Notify,
+    /// Until when the writer does not wait for a copy that made no progress in a whole wait.
+    stalled_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -147,15 +151,31 @@ impl Indexing {
         if unknown && let Ok(copied) = self.store.audit_indexed_position(tenant).await {
             self.note_copied(tenant, copied);
         }
-        let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
+        let now = tokio::time::Instant::now();
+        if self.stalled_until.lock().is_ok_and(|until| until.is_some_and(|until| now < until)) {
+            return;
+        }
+        let copied_before = self.copied(tenant);
+        let deadline = now + BACKLOG_WAIT;
         while self.backlog(tenant).is_some_and(|backlog| backlog > self.backlog_limit) {
             self.wake.notify_one();
             let progress = self.copied_some.notified();
             if tokio::time::timeout_at(deadline, progress).await.is_err() {
                 tracing::warn!(tenant = %tenant, "the copy of the audit log is behind; writing on");
+                // A copy that did not move at all is failing (its errors are logged), not slow:
+                // requests are not held back for it again for a while.
+                if self.copied(tenant) == copied_before
+                    && let Ok(mut until) = self.stalled_until.lock()
+                {
+                    *until = Some(tokio::time::Instant::now() + STALLED_COPY_PAUSE);
+                }
                 return;
             }
         }
+    }
+
+    fn copied(&self, tenant: &TenantId) -> Option<i64> {
+        self.positions.lock().ok()?.get(tenant)?.copied
     }
 
     /// [`index_pending`], recording the copy's progress as it goes.
@@ -178,6 +198,7 @@ impl Auditor {
             backlog_limit: i64::try_from(backlog_limit).unwrap_or(i64::MAX),
             positions: Default::default(),
             copied_some: Default::default(),
+            stalled_until: Default::default(),
         });
         tokio::spawn(write_events(store, receiver, indexing.clone()));
         tokio::spawn(index_continuously(indexing.clone()));
@@ -479,6 +500,45 @@ mod tests {
         assert_eq!(logged["meta"], serde_json::json!({"versionId": "1", "lastUpdated": "2026-12-01T05:47:03.170108Z"}));
         assert_eq!(prepared.content_hash, chain::content_hash(&prepared.json).unwrap(), "the hash leaves meta out");
         assert_eq!(prepared.content_hash, chain::content_hash_of(&with_id(event, &prepared.id)));
+    }
+
+    /// A copy that makes no progress in a whole wait is failing, not slow: the writer waits
+    /// once, then writes on without waiting for a while.
+    #[tokio::test]
+    async fn the_writer_stops_waiting_for_a_copy_that_does_not_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("kiln.db").display());
+        let store = crate::store::connect(&url, 1).await.unwrap();
+        let indexing = Indexing {
+            store,
+            registry: Registry::global(),
+            behind: Default::default(),
+            running: Default::default(),
+            wake: Default::default(),
+            backlog_limit: 10,
+            positions: Default::default(),
+            copied_some: Default::default(),
+            stalled_until: Default::default(),
+        };
+        let tenant = TenantId::parse("a-clinic").unwrap();
+        indexing.note(&tenant, |p| p.logged = 100);
+        indexing.note_copied(&tenant, 50);
+        assert_eq!(indexing.backlog(&tenant), Some(50));
+        assert!(indexing.far_behind());
+
+        let started = std::time::Instant::now();
+        indexing.wait_for_copy(&tenant).await;
+        assert!(started.elapsed() >= BACKLOG_WAIT, "it waited for the copy first");
+        let again = std::time::Instant::now();
+        indexing.wait_for_copy(&tenant).await;
+        assert!(again.elapsed() < BACKLOG_WAIT / 4, "then not again: {:?}", again.elapsed());
+
+        // Within the limit nobody waits, stalled or not.
+        *indexing.stalled_until.lock().unwrap() = None;
+        indexing.note_copied(&tenant, 95);
+        let within = std::time::Instant::now();
+        indexing.wait_for_copy(&tenant).await;
+        assert!(within.elapsed() < BACKLOG_WAIT / 4);
     }
 
     #[test]
