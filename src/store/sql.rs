@@ -1221,40 +1221,31 @@ where
     async fn insert_audit_copies(&mut self, copies: &[AuditCopy]) -> StoreResult<()> {
         // Without the general write path's reads of current rows and its RETURNING clauses:
         // a copied id is new by construction, and nothing waits for the versions' positions.
+        // The current row, then the version row (which also names the method).
+        let tables = [("resources", None), ("resource_versions", Some(WriteMethod::Create.http_method()))];
         for chunk in copies.chunks(RESOURCE_ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json) VALUES {}",
-                value_tuples::<DB>(chunk.len(), 7)
-            );
-            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-            for copy in chunk {
-                statement = statement
-                    .bind(self.tenant.clone())
-                    .bind("AuditEvent".to_string())
-                    .bind(copy.id.clone())
-                    .bind(1_i64)
-                    .bind(copy.last_updated)
-                    .bind(false)
-                    .bind(copy.json.clone());
+            for (table, method) in tables {
+                let (method_column, width) = if method.is_some() { (", method", 8) } else { ("", 7) };
+                let sql = format!(
+                    "INSERT INTO {table} (tenant, type, id, version, last_updated, deleted{method_column}, json) VALUES {}",
+                    value_tuples::<DB>(chunk.len(), width)
+                );
+                let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+                for copy in chunk {
+                    statement = statement
+                        .bind(self.tenant.clone())
+                        .bind("AuditEvent".to_string())
+                        .bind(copy.id.clone())
+                        .bind(1_i64)
+                        .bind(copy.last_updated)
+                        .bind(false);
+                    if let Some(method) = method {
+                        statement = statement.bind(method.to_string());
+                    }
+                    statement = statement.bind(copy.json.clone());
+                }
+                statement.execute(&mut *self.tx).await?;
             }
-            statement.execute(&mut *self.tx).await?;
-            let sql = format!(
-                "INSERT INTO resource_versions (tenant, type, id, version, last_updated, deleted, method, json) VALUES {}",
-                value_tuples::<DB>(chunk.len(), 8)
-            );
-            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-            for copy in chunk {
-                statement = statement
-                    .bind(self.tenant.clone())
-                    .bind("AuditEvent".to_string())
-                    .bind(copy.id.clone())
-                    .bind(1_i64)
-                    .bind(copy.last_updated)
-                    .bind(false)
-                    .bind(WriteMethod::Create.http_method().to_string())
-                    .bind(copy.json.clone());
-            }
-            statement.execute(&mut *self.tx).await?;
         }
         let rows: Vec<(&str, &str, &IndexRow)> = copies
             .iter()
