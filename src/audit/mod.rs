@@ -443,12 +443,15 @@ async fn copy_pending(
 /// is copied with one (version 1, the time of the copy), as such rows always were.
 fn copy_of(registry: &'static Registry, row: &AuditRow) -> Result<AuditCopy, String> {
     let id = row.link.id.clone();
-    let (body, value) = crate::fhir::json::parse_resource(&row.logged).map_err(|e| e.to_string())?;
+    // The server wrote the row: one parse for the index values, and the stored body's own
+    // (lossless) parse only for the rows that need a body.
+    let value: Value = serde_json::from_slice(&row.logged).map_err(|e| format!("AuditEvent/{id} in the log: {e}"))?;
     let index = crate::search::index_resource(registry, "AuditEvent", &value);
     let logged_meta_time = value.pointer("/meta/lastUpdated").and_then(Value::as_str).and_then(parse_range);
     Ok(match logged_meta_time {
         Some((last_updated, _)) => AuditCopy { id, last_updated, json: None, index },
         None => {
+            let (body, _) = crate::fhir::json::parse_resource(&row.logged).map_err(|e| e.to_string())?;
             let now = now_micros();
             let json = Some(body.render(&id, 1, &fhir_instant(now)));
             AuditCopy { id, last_updated: now, json, index }
