@@ -15,11 +15,10 @@ pub mod middleware;
 pub mod report;
 
 use serde_json::Value;
-
-use crate::fhir::instant::{fhir_instant, now_micros, parse_range};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access::TenantId;
+use crate::fhir::instant::{fhir_instant, now_micros, parse_range};
 use crate::fhir::registry::Registry;
 use crate::store::{AuditCopy, AuditLink, AuditRow, DynStore};
 use std::collections::HashSet;
@@ -147,8 +146,9 @@ impl Indexing {
         if self.backlog_limit <= 0 {
             return;
         }
-        let unknown = self.positions.lock().is_ok_and(|p| p.get(tenant).is_none_or(|p| p.copied.is_none()));
-        if unknown && let Ok(copied) = self.store.audit_indexed_position(tenant).await {
+        if self.copied(tenant).is_none()
+            && let Ok(copied) = self.store.audit_indexed_position(tenant).await
+        {
             self.note_copied(tenant, copied);
         }
         let now = tokio::time::Instant::now();
@@ -280,8 +280,7 @@ async fn write_events(store: DynStore, mut receiver: mpsc::Receiver<Pending>, in
                 if let Ok(mut behind) = indexing.behind.lock() {
                     behind.insert(tenant.clone());
                 }
-                if let Some((head, _)) = heads.get(&tenant) {
-                    let head = *head;
+                if let Some(head) = heads.get(&tenant).map(|(seq, _)| *seq) {
                     indexing.note(&tenant, |p| p.logged = head);
                 }
             }
